@@ -1,0 +1,20 @@
+# traitlens: "Interpreting CNN Models for Apparent Personality Trait Regression"
+# (Ventura, Masip, Lapedriza, CVPRW 2017) as a workflow. See README.md.
+#
+#   snakemake --cores 8 --use-conda                      # the demo data set
+#   snakemake --cores 8 --configfile config/first_impressions.yaml
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/extract.smk"
+
+
+rule all:
+    input:
+        f"{RESULTS}/manifest.tsv",
+        f"{RESULTS}/qc/videos.tsv",
+    default_target: True

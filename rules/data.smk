@@ -1,0 +1,44 @@
+# The data set: the generated demo (format demo) and ingest into the manifest.
+
+
+if DATASET["format"] == "demo":
+
+    rule generate_demo:
+        output:
+            videos=[VIDEO_PATH[v] for v in sorted(VIDEO_PATH)],
+            training=DATASET["annotations"]["training"],
+            validation=DATASET["annotations"]["validation"],
+            test=DATASET["annotations"]["test"],
+            ground_truth=directory(config["demo"]["ground_truth"]),
+        params:
+            demo=config["demo"],
+            video_ids=sorted(VIDEO_PATH),
+        log:
+            f"{LOGS}/generate_demo.log",
+        benchmark:
+            f"{BENCHMARKS}/generate_demo.tsv"
+        threads: 2
+        conda:
+            "../envs/faces.yaml"
+        script:
+            "../workflow_scripts/generate_demo.py"
+
+
+rule build_manifest:
+    input:
+        unpack(label_inputs),
+    output:
+        manifest=f"{RESULTS}/manifest.tsv",
+        unmatched=f"{RESULTS}/qc/ingest.tsv",
+    params:
+        format=DATASET["format"],
+        videos=video_table(),
+        on_unmatched=config["ingest"]["on_unmatched"],
+    log:
+        f"{LOGS}/build_manifest.log",
+    benchmark:
+        f"{BENCHMARKS}/build_manifest.tsv"
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/build_manifest.py"

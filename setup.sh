@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian 12 machine with Python 3.11:
+#   bash setup.sh demo   set up, then run the whole workflow on the embedded demo data set
+#   bash setup.sh test   set up, then run the test suite (what .ci/run calls)
+# Set-up is idempotent: the venv is rebuilt only when requirements.txt changes.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=.venv
+action=${1:-}
+shift || true
+
+die() { echo "setup.sh: $*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi
+}
+
+find_python() {
+  for py in python3.11 python3; do
+    if command -v "$py" >/dev/null && "$py" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      echo "$py"; return 0
+    fi
+  done
+  return 1
+}
+
+apt_install() {
+  command -v apt-get >/dev/null || return 1
+  echo "setup.sh: installing Debian packages: $*" >&2
+  as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
+
+ensure_system_packages() {
+  local missing=()
+  command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || missing+=(ffmpeg)
+  local py
+  py=$(find_python) || missing+=(python3.11)
+  if [ -n "${py:-}" ] && ! "$py" -c 'import ensurepip, venv' 2>/dev/null; then missing+=(python3.11-venv); fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt_install "${missing[@]}" || die "missing ${missing[*]}: install them (Debian: sudo apt-get install ${missing[*]}; conda: conda install -c conda-forge ffmpeg) and rerun"
+  fi
+}
+
+ensure_venv() {
+  local stamp=$VENV/.requirements.sha256 want
+  want=$(sha256sum requirements.txt | cut -d' ' -f1)
+  if [ -x $VENV/bin/python ] && [ "$(cat $stamp 2>/dev/null)" = "$want" ]; then return 0; fi
+  local py
+  py=$(find_python) || die "Python 3.11 not found"
+  echo "setup.sh: creating $VENV with pinned requirements (first time: several minutes)" >&2
+  [ -x $VENV/bin/python ] || "$py" -m venv $VENV
+  $VENV/bin/python -m pip install -q --upgrade pip
+  $VENV/bin/python -m pip install -q -r requirements.txt
+  echo "$want" > $stamp
+}
+
+case "$action" in
+  demo)
+    ensure_system_packages
+    ensure_venv
+    exec $VENV/bin/snakemake --cores all "$@"
+    ;;
+  test)
+    ensure_system_packages
+    ensure_venv
+    set +e
+    $VENV/bin/python -m pytest "$@"
+    rc=$?
+    set -e
+    # pytest exits 5 when it collected no test: that must not pass as green.
+    [ $rc -eq 5 ] && die "pytest collected no tests"
+    exit $rc
+    ;;
+  *)
+    die "usage: bash setup.sh demo|test [extra snakemake/pytest arguments]"
+    ;;
+esac

@@ -1,0 +1,34 @@
+"""Shared test set-up: the repository root and the venv's tools."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    """Path of a console script from the running venv (snakemake, ruff, snakefmt)."""
+    candidate = BIN / name
+    found = str(candidate) if candidate.exists() else shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} not found next to {sys.executable} nor on PATH")
+    return found
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(autouse=True)
+def _no_user_site(monkeypatch):
+    # Keep matplotlib and friends from writing caches into the user's home during tests.
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    os.environ.setdefault("PYTHONHASHSEED", "0")

@@ -1,0 +1,142 @@
+"""Ingest: videos and labels joined into the manifest; every mismatch is reported."""
+
+from __future__ import annotations
+
+import pytest
+
+from traitlens.errors import UserError
+from traitlens.ingest import (
+    Labelled,
+    build_manifest,
+    labels_from_manifest_rows,
+    manifest_columns,
+    merge_splits,
+    to_tsv,
+)
+from traitlens.labels import BIG_FIVE
+from traitlens.sources import discover_videos, manifest_videos, read_manifest_rows
+
+
+def traits(x: float, interview: bool = True) -> dict[str, float]:
+    out = {t: x for t in BIG_FIVE}
+    if interview:
+        out["interview"] = x
+    return out
+
+
+def test_merge_splits_maps_names_and_rejects_a_video_in_two_splits():
+    merged = merge_splits(
+        {
+            "training": ("train.pkl", {"a.001": traits(0.1)}),
+            "validation": ("val.pkl", {"b.001": traits(0.2)}),
+            "test": ("test.pkl", {"c.001": traits(0.3)}),
+        }
+    )
+    assert {v: m.split for v, m in merged.items()} == {
+        "a.001": "train",
+        "b.001": "validation",
+        "c.001": "test",
+    }
+    with pytest.raises(UserError, match=r"'a\.001' in train\.pkl and test\.pkl"):
+        merge_splits(
+            {
+                "training": ("train.pkl", {"a.001": traits(0.1)}),
+                "test": ("test.pkl", {"a.001": traits(0.3)}),
+            }
+        )
+
+
+def test_build_manifest_joins_and_reports_unmatched():
+    labels = {
+        "-dash.001": Labelled("train", traits(0.4), "train.pkl"),
+        "nofile.001": Labelled("test", traits(0.5), "test.pkl"),
+    }
+    videos = [
+        ("-dash.001", "/v/-dash.001.mp4", "s001"),
+        ("nolabel.001", "/v/nolabel.001.mp4", "s000"),
+    ]
+    result = build_manifest(videos, labels)
+    assert [r["video_id"] for r in result.rows] == ["-dash.001"]
+    assert result.rows[0]["shard"] == "s001" and result.rows[0]["interview"] == 0.4
+    problems = {u["video_id"]: u["problem"] for u in result.unmatched}
+    assert "no video file" in problems["nofile.001"] and "test.pkl" in problems["nofile.001"]
+    assert problems["nolabel.001"] == "video file has no label"
+    text = to_tsv(result.rows, manifest_columns(result.has_interview))
+    assert text.splitlines()[0].split("\t") == [
+        "video_id",
+        "path",
+        "split",
+        *BIG_FIVE,
+        "interview",
+        "shard",
+    ]
+
+
+def test_interview_column_only_when_every_video_has_it():
+    labels = {
+        "a.001": Labelled("train", traits(0.4), "x"),
+        "b.001": Labelled("train", traits(0.4, interview=False), "x"),
+    }
+    result = build_manifest([("a.001", "a", "s0"), ("b.001", "b", "s0")], labels)
+    assert not result.has_interview and "interview" not in manifest_columns(False)
+
+
+def test_discover_videos_recursive_unique_and_loop_safe(tmp_path):
+    (tmp_path / "train-1" / "training80_01").mkdir(parents=True)
+    (tmp_path / "test-1").mkdir()
+    (tmp_path / "train-1" / "training80_01" / "--Ymqszjv54.001.mp4").write_bytes(b"x")
+    (tmp_path / "test-1" / "été vidéo.002.mp4").write_bytes(b"x")
+    (tmp_path / "test-1" / "notes.txt").write_text("not a video")
+    (tmp_path / "test-1" / "loop").symlink_to(tmp_path, target_is_directory=True)
+    found = discover_videos(tmp_path)
+    assert [v.video_id for v in found] == ["--Ymqszjv54.001", "été vidéo.002"]
+    (tmp_path / "test-1" / "--Ymqszjv54.001.mp4").write_bytes(b"y")
+    with pytest.raises(UserError, match="found twice"):
+        discover_videos(tmp_path)
+    with pytest.raises(UserError, match="videos folder not found"):
+        discover_videos(tmp_path / "absent")
+
+
+def write_manifest(path, rows):
+    header = ["video_id", "path", "split", *BIG_FIVE]
+    path.write_text("\n".join(["\t".join(header), *("\t".join(map(str, r)) for r in rows)]) + "\n")
+
+
+def test_manifest_paths_resolve_next_to_the_manifest(tmp_path):
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "a.mp4").write_bytes(b"x")
+    manifest = tmp_path / "manifest.tsv"
+    write_manifest(
+        manifest,
+        [["a", "clips/a.mp4", "train", *[0.5] * 5], ["b", "clips/b.mp4", "test", *[0.5] * 5]],
+    )
+    assert [(v.video_id, v.path) for v in manifest_videos(manifest)] == [
+        ("a", str(tmp_path / "clips" / "a.mp4"))
+    ]
+    labels = labels_from_manifest_rows(read_manifest_rows(manifest), str(manifest))
+    assert labels["b"].split == "test" and labels["a"].traits["openness"] == 0.5
+
+
+def test_manifest_bad_rows_are_named(tmp_path):
+    manifest = tmp_path / "m.tsv"
+    write_manifest(
+        manifest,
+        [["a", "a.mp4", "holdout", *[0.5] * 5], ["b", "b.mp4", "train", 0.5, "high", 0.5, 2, 0.5]],
+    )
+    with pytest.raises(UserError) as err:
+        labels_from_manifest_rows(read_manifest_rows(manifest), str(manifest))
+    message = str(err.value)
+    assert "line 2: split 'holdout'" in message
+    assert "line 3: conscientiousness is 'high'" in message and "agreeableness is '2'" in message
+
+
+def test_manifest_structure_errors(tmp_path):
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text("video_id\tsplit\nx\ttrain\n")
+    with pytest.raises(UserError, match="column.*path"):
+        read_manifest_rows(manifest)
+    write_manifest(
+        manifest, [["a", "a.mp4", "train", *[0.5] * 5], ["a", "b.mp4", "train", *[0.5] * 5]]
+    )
+    with pytest.raises(UserError, match="appears twice"):
+        read_manifest_rows(manifest)

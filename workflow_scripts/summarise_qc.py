@@ -1,0 +1,34 @@
+"""Snakemake entry: merge per-shard QC into qc/videos.tsv; stop if too many failed."""
+
+import logging
+
+import pandas as pd
+
+from traitlens.atomic import atomic_path
+from traitlens.errors import run_entry
+from traitlens.qc import check_failure_budget, combine_shard_qc
+
+log = logging.getLogger("traitlens.summarise_qc")
+
+
+def main() -> None:
+    sm = snakemake  # noqa: F821 (injected by Snakemake)
+    tables = [
+        pd.read_csv(
+            path,
+            sep="\t",
+            dtype={"video_id": str, "reason": str},
+            keep_default_na=False,
+        )
+        for path in sm.input.shards
+    ]
+    qc = combine_shard_qc(tables)
+    for row in qc[qc["status"] != "ok"].itertuples():
+        log.warning("failed: %s: %s", row.video_id, row.reason)
+    summary = check_failure_budget(qc, sm.params.max_failed_fraction)
+    with atomic_path(sm.output.videos) as tmp:
+        qc.to_csv(tmp, sep="\t", index=False)
+    log.info("%s", summary)
+
+
+run_entry(main, snakemake.log[0])  # noqa: F821

@@ -1,0 +1,35 @@
+"""Atomic output: write under a temporary name in the same folder, rename on success.
+
+A job killed mid-write leaves only a ``.tmp-*`` file behind, never a truncated output
+under the final name, so a rerun cannot mistake it for a finished result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``final``; on clean exit rename it to ``final``."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{final.name}.", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(final: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``final`` atomically."""
+    with atomic_path(final) as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -1,0 +1,125 @@
+"""Where a data set's videos are: discovered at parse time, per dataset.format.
+
+This is the video side of a data set (id -> file). Labels are the other side, joined by
+ingest. Keeping them apart means a label change never re-runs video extraction.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from traitlens.errors import UserError
+
+VIDEO_SUFFIX = ".mp4"
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    video_id: str
+    path: str
+
+
+def discover_videos(videos_dir: str | Path) -> list[VideoSource]:
+    """Every ``*.mp4`` below ``videos_dir`` (any folder layout), sorted by id.
+
+    Folder symlinks are not followed (a symlink loop cannot hang the scan). The id is
+    the file name without ``.mp4``, as in First Impressions (``--Ymqszjv54.001``); the
+    same id in two folders is an error, since labels could not tell them apart.
+    """
+    root = Path(videos_dir)
+    if not root.is_dir():
+        raise UserError(
+            f"{root}: videos folder not found; set dataset.videos to the folder that "
+            "holds the unpacked .mp4 files"
+        )
+    found: dict[str, str] = {}
+    duplicates: list[str] = []
+    for folder, _dirs, files in os.walk(root, followlinks=False):
+        for name in files:
+            if not name.lower().endswith(VIDEO_SUFFIX) or name.startswith(".tmp-"):
+                continue
+            video_id = name[: -len(VIDEO_SUFFIX)]
+            path = os.path.join(folder, name)
+            if video_id in found:
+                duplicates.append(f"{video_id}: {found[video_id]} and {path}")
+            else:
+                found[video_id] = path
+    if duplicates:
+        raise UserError(
+            f"{root}: {len(duplicates)} video id(s) found twice (ids must be unique):\n  "
+            + "\n  ".join(duplicates[:10])
+        )
+    return [VideoSource(v, found[v]) for v in sorted(found)]
+
+
+MANIFEST_REQUIRED = ("video_id", "path", "split")
+
+
+def read_manifest_rows(manifest: str | Path) -> list[dict[str, str]]:
+    """Rows of a user manifest TSV; paths resolved relative to the manifest's folder."""
+    manifest = Path(manifest)
+    try:
+        with manifest.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh, delimiter="\t")
+            header = reader.fieldnames or []
+            missing = [c for c in MANIFEST_REQUIRED if c not in header]
+            if missing:
+                raise UserError(
+                    f"{manifest}: column(s) missing: {', '.join(missing)} (a manifest is a "
+                    "TSV with a header row: video_id, path, split and the five traits)"
+                )
+            rows = list(reader)
+    except FileNotFoundError as err:
+        raise UserError(
+            f"{manifest}: manifest not found; check dataset.manifest"
+        ) from err
+    except UnicodeDecodeError as err:
+        raise UserError(f"{manifest}: not UTF-8 text ({err})") from err
+    seen: set[str] = set()
+    for line, row in enumerate(rows, start=2):
+        video_id = (row.get("video_id") or "").strip()
+        if not video_id:
+            raise UserError(f"{manifest}:{line}: empty video_id")
+        if video_id in seen:
+            raise UserError(f"{manifest}:{line}: video_id {video_id!r} appears twice")
+        seen.add(video_id)
+        path = Path(row.get("path") or "")
+        row["video_id"] = video_id
+        row["path"] = str(path if path.is_absolute() else manifest.parent / path)
+    return rows
+
+
+def manifest_videos(manifest: str | Path) -> list[VideoSource]:
+    """The videos a manifest lists whose files exist (the rest are reported by ingest)."""
+    rows = read_manifest_rows(manifest)
+    return sorted(
+        (
+            VideoSource(r["video_id"], r["path"])
+            for r in rows
+            if os.path.isfile(r["path"])
+        ),
+        key=lambda s: s.video_id,
+    )
+
+
+def dataset_videos(dataset: dict, demo: dict | None = None) -> list[VideoSource]:
+    """The videos of the configured data set (``dataset`` and ``demo`` config sections)."""
+    fmt = dataset["format"]
+    if fmt == "first_impressions":
+        return discover_videos(dataset["videos"])
+    if fmt == "manifest":
+        return manifest_videos(dataset["manifest"])
+    if fmt == "demo":
+        from traitlens.demo.plan import plan_videos
+
+        videos_dir = Path(dataset["videos"])
+        return [
+            VideoSource(v.video_id, str(videos_dir / f"{v.video_id}{VIDEO_SUFFIX}"))
+            for v in sorted(plan_videos(demo), key=lambda v: v.video_id)
+        ]
+    raise UserError(
+        f"dataset.format: unknown format {fmt!r} (demo | first_impressions | manifest)"
+    )

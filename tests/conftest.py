@@ -32,3 +32,39 @@ def _no_user_site(monkeypatch):
     # Keep matplotlib and friends from writing caches into the user's home during tests.
     monkeypatch.setenv("MPLBACKEND", "Agg")
     os.environ.setdefault("PYTHONHASHSEED", "0")
+
+
+def default_config() -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def write_config(path: Path, config: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def run_snakemake(workdir: Path, configfile: Path, *args: str, timeout: int = 900):
+    """Run the repository's workflow in ``workdir`` (results/ lands there)."""
+    import subprocess
+
+    return subprocess.run(
+        [
+            tool("snakemake"),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(workdir),
+            "--configfile",
+            str(configfile),
+            "--cores",
+            "2",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,107 @@
+"""The workflow at parse time: schema validation, lint, and a First Impressions dry run."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+
+import pytest
+
+from conftest import REPO, default_config, run_snakemake, tool, write_config
+from pickles import python2_label_pickle
+from traitlens.labels import BIG_FIVE
+
+TRAITS = (*BIG_FIVE, "interview")
+
+
+def fi_layout(root, ids_by_split):
+    """A First Impressions-shaped tree: zips unpacked into sub-folders, three pickles."""
+    for n, (split, ids) in enumerate(ids_by_split.items()):
+        folder = root / "videos" / f"{split}-1" / f"{split}80_0{n}"
+        folder.mkdir(parents=True)
+        for video_id in ids:
+            (folder / f"{video_id}.mp4").write_bytes(b"placeholder")
+        labels = {t: {f"{v}.mp4": 0.5 for v in ids} for t in TRAITS}
+        (root / f"annotation_{split}.pkl").write_bytes(python2_label_pickle(labels))
+
+
+def fi_config(root, **extract):
+    config = default_config()
+    config["dataset"] = {
+        "name": "fi",
+        "format": "first_impressions",
+        "videos": str(root / "videos"),
+        "annotations": {
+            s: str(root / f"annotation_{s}.pkl") for s in ("training", "validation", "test")
+        },
+    }
+    config["extract"].update(extract)
+    return config
+
+
+def test_first_impressions_dry_run_lists_the_jobs(tmp_path):
+    ids = {
+        "training": [f"-train{i:04d}x.00{i % 3}" for i in range(30)],
+        "validation": [f"val{i:07d}x.001" for i in range(10)],
+        "test": [f"tst{i:07d}x.001" for i in range(10)],
+    }
+    fi_layout(tmp_path, ids)
+    configfile = write_config(tmp_path / "fi.yaml", fi_config(tmp_path))
+    result = run_snakemake(tmp_path, configfile, "-n", "--quiet", "rules")
+    assert result.returncode == 0, result.stderr
+    # 50 videos / 16 per shard -> 4 shards: 4 extraction jobs, one manifest, one QC table.
+    counts = {
+        line.split()[0]: int(line.split()[1])
+        for line in result.stdout.splitlines()
+        if len(line.split()) == 2 and line.split()[1].isdigit()
+    }
+    assert counts["extract_shard"] == 4, result.stdout
+    assert counts["build_manifest"] == 1 and counts["summarise_qc"] == 1
+    assert "generate_demo" not in counts
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda c: c["extract"].update(frames_per_video="ten"), "frames_per_video"),
+        (lambda c: c["extract"].update(framez=3), "framez"),
+        (lambda c: c["dataset"].update(format="youtube"), "youtube"),
+        (lambda c: c["ingest"].update(on_unmatched="ignore"), "on_unmatched"),
+    ],
+)
+def test_invalid_config_names_the_key(tmp_path, change, expected):
+    fi_layout(tmp_path, {"training": ["a.001"], "validation": ["b.001"], "test": ["c.001"]})
+    config = copy.deepcopy(fi_config(tmp_path))
+    change(config)
+    result = run_snakemake(tmp_path, write_config(tmp_path / "bad.yaml", config), "-n")
+    assert result.returncode != 0
+    assert expected in result.stderr + result.stdout
+
+
+def test_missing_videos_folder_is_a_clear_error(tmp_path):
+    config = fi_config(tmp_path)
+    result = run_snakemake(tmp_path, write_config(tmp_path / "c.yaml", config), "-n")
+    assert result.returncode != 0
+    output = result.stderr + result.stdout
+    assert "videos folder not found" in output and str(tmp_path / "videos") in output
+
+
+def test_lint_is_clean():
+    result = subprocess.run(
+        [tool("snakemake"), "--lint", "--snakefile", str(REPO / "Snakefile")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_formatting_is_clean():
+    for command in (
+        [tool("ruff"), "check", "."],
+        [tool("ruff"), "format", "--check", "."],
+        [tool("snakefmt"), "--check", "Snakefile", "rules"],
+    ):
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}{result.stderr}"

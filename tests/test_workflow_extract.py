@@ -1,0 +1,155 @@
+"""End to end: real mp4 files in a First Impressions tree through ingest and extraction."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_snakemake, write_config
+from media import make_clip, read_index
+from pickles import python2_label_pickle
+from test_workflow_config import TRAITS, fi_config
+from traitlens.frame_plan import evenly_spaced_indices
+
+pytestmark = pytest.mark.workflow
+
+FPS = 30
+CLIPS = {  # video_id -> (split, frames, GOP, tone)
+    "--Ymqszjv54.001": ("training", 61, 15, 1000.0),
+    "abcdefghijk.002": ("training", 45, 250, 1000.0),
+    "été clip ñ.001": ("validation", 40, 10, 1000.0),
+    "silentvideo.001": ("test", 30, 30, None),
+}
+
+
+@pytest.fixture(scope="module")
+def fi_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fi")
+    folders = {
+        s: root / "videos" / f"{s}-1" / f"{s}80_01" for s in ("training", "validation", "test")
+    }
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+    labels = {s: {t: {} for t in TRAITS} for s in folders}
+    for n, (video_id, (split, frames, gop, tone)) in enumerate(CLIPS.items()):
+        make_clip(folders[split] / f"{video_id}.mp4", n_frames=frames, gop=gop, tone_hz=tone)
+        for t in TRAITS:
+            labels[split][t][f"{video_id}.mp4"] = 0.2 + 0.1 * n
+    # A labelled file that is not a video, and a video file nobody labelled.
+    (folders["test"] / "zerobyte000.001.mp4").write_bytes(b"")
+    for t in TRAITS:
+        labels["test"][t]["zerobyte000.001.mp4"] = 0.5
+        labels["validation"][t]["nofilexxxxx.001.mp4"] = 0.5
+    make_clip(folders["training"] / "unlabelled0.001.mp4", n_frames=20, tone_hz=None)
+    for split, by_trait in labels.items():
+        (root / f"annotation_{split}.pkl").write_bytes(python2_label_pickle(by_trait))
+    config = fi_config(root, max_failed_fraction=0.25)
+    configfile = write_config(root / "fi.yaml", config)
+    result = run_snakemake(root, configfile)
+    return root, configfile, result
+
+
+def test_run_succeeds(fi_run):
+    _root, _configfile, result = fi_run
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_manifest_and_ingest_report(fi_run):
+    root, _, _ = fi_run
+    manifest = pd.read_csv(root / "results/fi/manifest.tsv", sep="\t", dtype={"shard": str})
+    assert sorted(manifest["video_id"]) == sorted([*CLIPS, "zerobyte000.001"])
+    assert list(manifest.columns) == [
+        "video_id", "path", "split", "openness", "conscientiousness", "extraversion",
+        "agreeableness", "neuroticism", "interview", "shard",
+    ]  # fmt: skip
+    row = manifest.set_index("video_id").loc["--Ymqszjv54.001"]
+    assert row["split"] == "train" and row["openness"] == pytest.approx(0.2)
+    unmatched = pd.read_csv(root / "results/fi/qc/ingest.tsv", sep="\t").set_index("video_id")
+    assert unmatched.loc["unlabelled0.001", "problem"] == "video file has no label"
+    assert "no video file" in unmatched.loc["nofilexxxxx.001", "problem"]
+
+
+def test_qc_table(fi_run):
+    root, _, _ = fi_run
+    qc = pd.read_csv(root / "results/fi/qc/videos.tsv", sep="\t", keep_default_na=False)
+    qc = qc.set_index("video_id")
+    assert qc.loc["zerobyte000.001", "status"] == "failed"
+    assert qc.loc["zerobyte000.001", "reason"]
+    ok = qc.drop(index="zerobyte000.001")
+    assert (ok["status"] == "ok").all()
+    assert ok.loc["silentvideo.001", "has_audio"] == "false"
+    assert ok.loc["--Ymqszjv54.001", "has_audio"] == "true"
+    assert float(ok.loc["abcdefghijk.002", "fps"]) == pytest.approx(FPS)
+    assert int(ok.loc["abcdefghijk.002", "width"]) == 320
+    assert (ok["n_frames"].astype(int) == 10).all()
+
+
+def _shard_files(root, kind):
+    return sorted((root / "results/fi" / kind).glob("s*.h5"))
+
+
+def test_frames_come_from_the_planned_timestamps(fi_run):
+    root, _, _ = fi_run
+    seen = set()
+    for path in _shard_files(root, "frames"):
+        with h5py.File(path) as h5:
+            ids = [v.decode() if isinstance(v, bytes) else v for v in h5["video_id"][:]]
+            frames, video_index = h5["frames"], h5["video_index"][:]
+            frame_index, stamps, boxes = (
+                h5["frame_index"][:],
+                h5["timestamp_s"][:],
+                h5["content_box"][:],
+            )
+            assert frames.shape[1:] == (216, 384, 3)
+            for v, video_id in enumerate(ids):
+                rows = np.flatnonzero(video_index == v)
+                n_frames = CLIPS[video_id][1] if video_id in CLIPS else 20
+                assert list(frame_index[rows]) == evenly_spaced_indices(n_frames, 10)
+                np.testing.assert_allclose(stamps[rows], frame_index[rows] / FPS, atol=1e-3)
+                got = [read_index(frames[r], tuple(boxes[v])) for r in rows]
+                assert got == list(frame_index[rows]), video_id
+                seen.add(video_id)
+    # Extraction is the video side: unlabelled files are extracted too (ingest drops them).
+    assert seen == {*CLIPS, "unlabelled0.001"}
+
+
+def test_audio_features_carry_the_tone(fi_run):
+    root, _, _ = fi_run
+    seen = {}
+    for path in _shard_files(root, "audio"):
+        with h5py.File(path) as h5:
+            ids = [v.decode() if isinstance(v, bytes) else v for v in h5["video_id"][:]]
+            offsets, features = h5["offsets"][:], h5["features"]
+            assert h5.attrs["n_mels"] == 40 and h5.attrs["sample_rate"] == 16000
+            for v, video_id in enumerate(ids):
+                seen[video_id] = features[offsets[v] : offsets[v + 1]]
+    assert len(seen["silentvideo.001"]) == 0
+    tone = seen["--Ymqszjv54.001"]
+    assert len(tone) == pytest.approx(61 / FPS / 0.010, abs=3)  # 10 ms hop
+    band_energy = tone.mean(axis=0)
+    # A 1 kHz tone: the loudest mel band sits near 1 kHz (band ~ 13-16 of 40 up to 8 kHz).
+    assert 10 <= int(np.argmax(band_energy)) <= 18
+    assert band_energy.max() - np.median(band_energy) > 3  # log units: well above the rest
+
+
+def test_second_run_has_nothing_to_do(fi_run):
+    root, configfile, _ = fi_run
+    result = run_snakemake(root, configfile, "-n")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_failure_budget_stops_the_run_with_a_list(fi_run):
+    root, _, _ = fi_run
+    import yaml
+
+    config = yaml.safe_load((root / "fi.yaml").read_text())
+    config["extract"]["max_failed_fraction"] = 0.1
+    strict = write_config(root / "strict.yaml", config)
+    result = run_snakemake(root, strict, "--forcerun", "summarise_qc")
+    assert result.returncode != 0
+    log = (root / "results/fi/logs/summarise_qc.log").read_text()
+    assert "zerobyte000.001" in log and "max_failed_fraction" in log
+    assert "Traceback" not in log

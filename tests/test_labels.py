@@ -7,9 +7,10 @@ import pickle
 import numpy as np
 import pytest
 
-from pickles import code_running_pickle, python2_label_pickle
 from traitlens.errors import UserError
 from traitlens.labels import BIG_FIVE, read_annotations
+
+from pickles import code_running_pickle, python2_label_pickle
 
 TRAITS = (*BIG_FIVE, "interview")
 

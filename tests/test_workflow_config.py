@@ -7,9 +7,10 @@ import subprocess
 
 import pytest
 
+from traitlens.labels import BIG_FIVE
+
 from conftest import REPO, default_config, run_snakemake, tool, write_config
 from pickles import python2_label_pickle
-from traitlens.labels import BIG_FIVE
 
 TRAITS = (*BIG_FIVE, "interview")
 

@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from traitlens.frame_plan import evenly_spaced_indices
+
 from conftest import run_snakemake, write_config
 from media import make_clip, read_index
 from pickles import python2_label_pickle
 from test_workflow_config import TRAITS, fi_config
-from traitlens.frame_plan import evenly_spaced_indices
 
 pytestmark = pytest.mark.workflow
 

@@ -1,0 +1,95 @@
+"""Demo plan: First Impressions-format ids, splits, determinism (no rendering)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+
+from traitlens.demo.plan import DemoConfig, plan_videos, split_counts, user_ids
+from traitlens.errors import UserError
+
+DEFAULT = {
+    "seed": 7,
+    "n_videos": 60,
+    "n_identities": 12,
+    "duration_s": 4.0,
+    "fps": 30,
+    "width": 384,
+    "height": 216,
+    "noise_sd": 0.04,
+    "ground_truth": "resources/demo/ground_truth",
+}
+FI_ID = re.compile(r"^[A-Za-z0-9_-]{11}\.\d{3}$")
+
+
+def test_plan_is_deterministic_and_fi_formatted():
+    first, second = plan_videos(DEFAULT), plan_videos(dict(DEFAULT))
+    assert first == second
+    ids = [v.video_id for v in first]
+    assert len(ids) == 60 and len(set(ids)) == 60
+    assert all(FI_ID.match(i) for i in ids)
+    assert all(v.filename == f"{v.video_id}.mp4" for v in first)
+    assert any(i.startswith("-") for i in ids)
+    assert any(i.startswith("--") for i in ids)
+    # several clips per user, numbered from .001
+    per_user = Counter(v.user_id for v in first)
+    assert len(per_user) == 12 and set(per_user.values()) == {5}
+    assert {v.clip for v in first} == {1, 2, 3, 4, 5}
+
+
+def test_another_seed_gives_other_ids():
+    other = plan_videos({**DEFAULT, "seed": 8})
+    assert {v.video_id for v in other}.isdisjoint({v.video_id for v in plan_videos(DEFAULT)})
+
+
+def test_default_split_is_by_identity_near_60_20_20():
+    plan = plan_videos(DEFAULT)
+    splits_of_user: dict[str, set[str]] = {}
+    for v in plan:
+        splits_of_user.setdefault(v.user_id, set()).add(v.split)
+    assert all(len(s) == 1 for s in splits_of_user.values())  # a user's clips stay together
+    counts = Counter(v.split for v in plan)
+    assert set(counts) == {"training", "validation", "test"}
+    for split, share in (("training", 0.6), ("validation", 0.2), ("test", 0.2)):
+        assert abs(counts[split] / 60 - share) <= 0.1
+
+
+def test_few_identities_split_by_video_with_no_empty_split():
+    plan = plan_videos({**DEFAULT, "n_videos": 4, "n_identities": 2})
+    assert Counter(v.split for v in plan) == {"training": 2, "validation": 1, "test": 1}
+
+
+@pytest.mark.parametrize("n", range(3, 30))
+def test_split_counts_cover_everything(n):
+    counts = split_counts(n)
+    assert sum(counts) == n and min(counts) >= 1
+    assert counts[0] >= counts[1] - 1
+
+
+def test_user_ids_distinct_and_dash_prefixed():
+    ids = user_ids(30, seed=1)
+    assert len(set(ids)) == 30 and all(len(i) == 11 for i in ids)
+    assert ids[0].startswith("--") and sum(i.startswith("-") for i in ids) >= 10
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"n_videos": 2}, "n_videos"),
+        ({"width": 383}, "width"),
+        ({"n_identities": 0}, "n_identities"),
+        ({"fps": "fast"}, "fps"),
+    ],
+)
+def test_bad_config_names_the_key(change, key):
+    with pytest.raises(UserError, match=key):
+        DemoConfig.from_mapping({**DEFAULT, **change})
+
+
+def test_missing_key_is_named():
+    cfg = dict(DEFAULT)
+    del cfg["noise_sd"]
+    with pytest.raises(UserError, match="demo.noise_sd"):
+        plan_videos(cfg)

@@ -1,0 +1,170 @@
+"""What the demo data set will hold, decided from the config alone (no rendering).
+
+:func:`plan_videos` is cheap and pure, so the workflow can call it at parse time to know
+the video ids (the generator's outputs) before anything is generated.
+
+Ids follow First Impressions: ``<11-char YouTube-like user id>.<NNN>``, several clips per
+user, user ids drawn from YouTube's alphabet ``[A-Za-z0-9_-]``. Every third user id
+starts with '-' (the first with '--', like ``--Ymqszjv54``) so the workflow is always
+exercised on ids that could read as command-line options.
+
+Splits are 60/20/20 training/validation/test. Like First Impressions, a user's clips
+stay in one split (split by identity), when there are at least 5 identities; with fewer,
+a split by identity could not come near those proportions (or leave a split empty), so
+videos are split one by one instead. Split sizes come from the largest-remainder rule,
+with every split non-empty.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from traitlens.errors import UserError
+
+SPLITS = ("training", "validation", "test")  # as in the annotation file names
+SPLIT_SHARES = (0.6, 0.2, 0.2)
+MIN_IDENTITIES_FOR_IDENTITY_SPLIT = 5
+ID_ALPHABET = string.ascii_letters + string.digits + "_-"
+ID_LENGTH = 11
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    seed: int
+    n_videos: int
+    n_identities: int
+    duration_s: float
+    fps: int
+    width: int
+    height: int
+    noise_sd: float
+
+    @property
+    def n_frames(self) -> int:
+        return max(1, int(round(self.duration_s * self.fps)))
+
+    @classmethod
+    def from_mapping(cls, cfg: Mapping) -> DemoConfig:
+        """Read the ``demo:`` config section; UserError naming a missing or bad key."""
+        values = {}
+        for key, kind in (
+            ("seed", int),
+            ("n_videos", int),
+            ("n_identities", int),
+            ("duration_s", float),
+            ("fps", int),
+            ("width", int),
+            ("height", int),
+            ("noise_sd", float),
+        ):
+            if key not in cfg:
+                raise UserError(f"config demo.{key} is missing")
+            try:
+                values[key] = kind(cfg[key])
+            except (TypeError, ValueError) as err:
+                raise UserError(f"config demo.{key}: {cfg[key]!r} is not a number") from err
+        out = cls(**values)
+        if out.n_videos < 3:
+            raise UserError("config demo.n_videos must be >= 3 (one video per split at least)")
+        if not 1 <= out.n_identities <= out.n_videos:
+            raise UserError("config demo.n_identities must be between 1 and demo.n_videos")
+        if out.width % 2 or out.height % 2 or out.width < 64 or out.height < 64:
+            raise UserError(
+                "config demo.width/height must be even and >= 64 (H.264 yuv420p needs even sizes)"
+            )
+        if out.duration_s <= 0 or out.fps <= 0 or out.noise_sd < 0:
+            raise UserError("config demo.duration_s and demo.fps must be > 0, noise_sd >= 0")
+        return out
+
+
+@dataclass(frozen=True)
+class PlannedVideo:
+    index: int  # position in the plan
+    video_id: str  # e.g. '--Ymqszjv54.001'
+    user_id: str  # the 11-char part
+    clip: int
+    identity: int
+    split: str  # training | validation | test
+    seed: int  # this video's own random stream
+
+    @property
+    def filename(self) -> str:
+        return f"{self.video_id}.mp4"
+
+
+def user_ids(n: int, seed: int) -> list[str]:
+    """``n`` distinct 11-char YouTube-like ids; every third starts with '-'."""
+    rng = np.random.default_rng([seed, 0])
+    ids: list[str] = []
+    while len(ids) < n:
+        k = len(ids)
+        chars = [ID_ALPHABET[i] for i in rng.integers(0, len(ID_ALPHABET), ID_LENGTH)]
+        if k % 3 == 0:
+            chars[0] = "-"
+        if k == 0:
+            chars[1] = "-"
+        candidate = "".join(chars)
+        if candidate not in ids:
+            ids.append(candidate)
+    return ids
+
+
+def split_counts(n: int) -> tuple[int, int, int]:
+    """Largest-remainder split of ``n`` items into 60/20/20, no split empty (n >= 3)."""
+    exact = [n * s for s in SPLIT_SHARES]
+    counts = [int(np.floor(e)) for e in exact]
+    order = sorted(range(3), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in order[: n - sum(counts)]:
+        counts[i] += 1
+    for i in range(3):  # take from the largest split for any empty one
+        if counts[i] == 0:
+            counts[int(np.argmax(counts))] -= 1
+            counts[i] = 1
+    return counts[0], counts[1], counts[2]
+
+
+def _labels_for(n: int, rng: np.random.Generator) -> list[str]:
+    counts = split_counts(n)
+    labels = [s for s, c in zip(SPLITS, counts, strict=True) for _ in range(c)]
+    return [labels[i] for i in rng.permutation(n)]
+
+
+def split_by_identity(n_identities: int) -> bool:
+    return n_identities >= MIN_IDENTITIES_FOR_IDENTITY_SPLIT
+
+
+def plan_videos(demo_cfg: Mapping | DemoConfig) -> list[PlannedVideo]:
+    """The demo videos (ids, identities, splits, seeds), deterministic from the config."""
+    cfg = demo_cfg if isinstance(demo_cfg, DemoConfig) else DemoConfig.from_mapping(demo_cfg)
+    users = user_ids(cfg.n_identities, cfg.seed)
+    clips = [
+        cfg.n_videos // cfg.n_identities + (1 if k < cfg.n_videos % cfg.n_identities else 0)
+        for k in range(cfg.n_identities)
+    ]
+    rng = np.random.default_rng([cfg.seed, 3])
+    if split_by_identity(cfg.n_identities):
+        id_split = _labels_for(cfg.n_identities, rng)
+        video_split = [id_split[k] for k in range(cfg.n_identities) for _ in range(clips[k])]
+    else:
+        video_split = _labels_for(cfg.n_videos, rng)
+    plan = []
+    for k in range(cfg.n_identities):
+        for c in range(1, clips[k] + 1):
+            i = len(plan)
+            state = np.random.SeedSequence([cfg.seed, 1, k, c]).generate_state(2, np.uint32)
+            plan.append(
+                PlannedVideo(
+                    index=i,
+                    video_id=f"{users[k]}.{c:03d}",
+                    user_id=users[k],
+                    clip=c,
+                    identity=k,
+                    split=video_split[i],
+                    seed=int(state[0]) << 32 | int(state[1]),
+                )
+            )
+    return plan

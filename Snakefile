@@ -14,7 +14,7 @@ include: "rules/extract.smk"
 
 
 rule all:
+    default_target: True
     input:
         f"{RESULTS}/manifest.tsv",
         f"{RESULTS}/qc/videos.tsv",
-    default_target: True

@@ -10,16 +10,16 @@ if DATASET["format"] == "demo":
             validation=DATASET["annotations"]["validation"],
             test=DATASET["annotations"]["test"],
             ground_truth=directory(config["demo"]["ground_truth"]),
-        params:
-            demo=config["demo"],
-            video_ids=sorted(VIDEO_PATH),
         log:
             f"{LOGS}/generate_demo.log",
         benchmark:
             f"{BENCHMARKS}/generate_demo.tsv"
-        threads: 2
         conda:
             "../envs/faces.yaml"
+        threads: 2
+        params:
+            demo=config["demo"],
+            video_ids=sorted(VIDEO_PATH),
         script:
             "../workflow_scripts/generate_demo.py"
 
@@ -30,15 +30,15 @@ rule build_manifest:
     output:
         manifest=f"{RESULTS}/manifest.tsv",
         unmatched=f"{RESULTS}/qc/ingest.tsv",
-    params:
-        format=DATASET["format"],
-        videos=video_table(),
-        on_unmatched=config["ingest"]["on_unmatched"],
     log:
         f"{LOGS}/build_manifest.log",
     benchmark:
         f"{BENCHMARKS}/build_manifest.tsv"
     conda:
         "../envs/core.yaml"
+    params:
+        format=DATASET["format"],
+        videos=video_table(),
+        on_unmatched=config["ingest"]["on_unmatched"],
     script:
         "../workflow_scripts/build_manifest.py"

@@ -8,21 +8,21 @@ rule extract_shard:
         frames=f"{RESULTS}/frames/{{shard}}.h5",
         audio=f"{RESULTS}/audio/{{shard}}.h5",
         qc=f"{RESULTS}/qc/shards/{{shard}}.tsv",
+    log:
+        f"{LOGS}/extract/{{shard}}.log",
+    benchmark:
+        f"{BENCHMARKS}/extract/{{shard}}.tsv"
+    conda:
+        "../envs/extract.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
     params:
         video_ids=shard_video_ids,
         frames_per_video=config["extract"]["frames_per_video"],
         frame_width=config["extract"]["frame_width"],
         frame_height=config["extract"]["frame_height"],
         audio=config["extract"]["audio"],
-    log:
-        f"{LOGS}/extract/{{shard}}.log",
-    benchmark:
-        f"{BENCHMARKS}/extract/{{shard}}.tsv"
-    threads: 2
-    resources:
-        mem_mb=2000,
-    conda:
-        "../envs/extract.yaml"
     script:
         "../workflow_scripts/extract_shard.py"
 
@@ -32,13 +32,13 @@ rule summarise_qc:
         shards=per_shard(f"{RESULTS}/qc/shards/{{shard}}.tsv"),
     output:
         videos=f"{RESULTS}/qc/videos.tsv",
-    params:
-        max_failed_fraction=config["extract"]["max_failed_fraction"],
     log:
         f"{LOGS}/summarise_qc.log",
     benchmark:
         f"{BENCHMARKS}/summarise_qc.tsv"
     conda:
         "../envs/core.yaml"
+    params:
+        max_failed_fraction=config["extract"]["max_failed_fraction"],
     script:
         "../workflow_scripts/summarise_qc.py"

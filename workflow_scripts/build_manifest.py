@@ -36,9 +36,7 @@ def main() -> None:
         sm.output.unmatched, to_tsv(result.unmatched, ["video_id", "path", "problem"])
     )
     if result.unmatched:
-        listing = "\n  ".join(
-            f"{u['video_id']}: {u['problem']}" for u in result.unmatched[:20]
-        )
+        listing = "\n  ".join(f"{u['video_id']}: {u['problem']}" for u in result.unmatched[:20])
         message = (
             f"{len(result.unmatched)} video(s) left out of the manifest (all listed in "
             f"{sm.output.unmatched}):\n  {listing}"
@@ -50,16 +48,12 @@ def main() -> None:
         log.warning("%s", message)
     if not result.rows:
         raise UserError(
-            "no video has both a file and labels: nothing to do (see "
-            f"{sm.output.unmatched})"
+            f"no video has both a file and labels: nothing to do (see {sm.output.unmatched})"
         )
     write_text_atomic(
         sm.output.manifest, to_tsv(result.rows, manifest_columns(result.has_interview))
     )
-    counts = {
-        s: sum(r["split"] == s for r in result.rows)
-        for s in ("train", "validation", "test")
-    }
+    counts = {s: sum(r["split"] == s for r in result.rows) for s in ("train", "validation", "test")}
     log.info(
         "manifest: %d videos (%s)",
         len(result.rows),

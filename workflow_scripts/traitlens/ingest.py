@@ -48,9 +48,7 @@ def merge_splits(
         short = SPLIT_ALIASES[split]
         for video_id, traits in videos.items():
             if video_id in merged:
-                clashes.append(
-                    f"{video_id!r} in {merged[video_id].source} and {source}"
-                )
+                clashes.append(f"{video_id!r} in {merged[video_id].source} and {source}")
                 continue
             merged[video_id] = Labelled(short, traits, source)
     if clashes:
@@ -61,9 +59,7 @@ def merge_splits(
     return merged
 
 
-def labels_from_manifest_rows(
-    rows: list[dict[str, str]], manifest: str
-) -> dict[str, Labelled]:
+def labels_from_manifest_rows(rows: list[dict[str, str]], manifest: str) -> dict[str, Labelled]:
     """Labels of a user manifest (rows from sources.read_manifest_rows), checked."""
     missing = [t for t in BIG_FIVE if rows and t not in rows[0]]
     if missing:
@@ -73,9 +69,7 @@ def labels_from_manifest_rows(
     for line, row in enumerate(rows, start=2):
         split = SPLIT_ALIASES.get((row.get("split") or "").strip().lower())
         if split is None:
-            problems.append(
-                f"line {line}: split {row.get('split')!r} is not train/validation/test"
-            )
+            problems.append(f"line {line}: split {row.get('split')!r} is not train/validation/test")
             continue
         traits: dict[str, float] = {}
         for trait in (*BIG_FIVE, *OPTIONAL_TRAITS):
@@ -102,18 +96,14 @@ def labels_from_manifest_rows(
     return labelled
 
 
-def build_manifest(
-    videos: list[tuple[str, str, str]], labels: dict[str, Labelled]
-) -> IngestResult:
+def build_manifest(videos: list[tuple[str, str, str]], labels: dict[str, Labelled]) -> IngestResult:
     """Join (video_id, path, shard) triples with labels.
 
     A labelled video without a file, or a file without labels, is left out of the
     manifest and listed in ``unmatched`` (the caller warns or stops per config).
     """
     files = {video_id: (path, shard) for video_id, path, shard in videos}
-    has_interview = bool(labels) and all(
-        "interview" in lab.traits for lab in labels.values()
-    )
+    has_interview = bool(labels) and all("interview" in lab.traits for lab in labels.values())
     rows: list[dict[str, object]] = []
     unmatched: list[dict[str, str]] = []
     for video_id in sorted(set(files) | set(labels)):
@@ -157,9 +147,7 @@ def manifest_columns(has_interview: bool) -> list[str]:
 def to_tsv(rows: list[dict[str, object]], columns: list[str]) -> str:
     """Rows as TSV text with a header (floats written with repr precision)."""
     out = io.StringIO()
-    writer = csv.DictWriter(
-        out, fieldnames=columns, delimiter="\t", lineterminator="\n"
-    )
+    writer = csv.DictWriter(out, fieldnames=columns, delimiter="\t", lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({c: row.get(c, "") for c in columns})

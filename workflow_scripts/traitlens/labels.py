@@ -66,9 +66,7 @@ def load_label_pickle(path: str | Path) -> object:
         with path.open("rb") as fh:
             return _LabelUnpickler(fh, encoding="latin1").load()
     except FileNotFoundError as err:
-        raise UserError(
-            f"{path}: annotation file not found; check dataset.annotations"
-        ) from err
+        raise UserError(f"{path}: annotation file not found; check dataset.annotations") from err
     except (
         pickle.UnpicklingError,
         EOFError,
@@ -101,9 +99,7 @@ def parse_annotations(obj: object, path: str | Path) -> dict[str, dict[str, floa
     listed (up to 10) in one UserError naming the file, the trait and the video.
     """
     if not isinstance(obj, dict):
-        raise UserError(
-            f"{path}: expected a dict of traits, found {type(obj).__name__}"
-        )
+        raise UserError(f"{path}: expected a dict of traits, found {type(obj).__name__}")
     missing = [t for t in BIG_FIVE if t not in obj]
     if missing:
         raise UserError(

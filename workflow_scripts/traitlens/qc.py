@@ -29,11 +29,7 @@ def combine_shard_qc(tables: list[pd.DataFrame]) -> pd.DataFrame:
     for column in QC_COLUMNS:
         if column not in combined:
             combined[column] = pd.NA
-    return (
-        combined[QC_COLUMNS]
-        .sort_values("video_id", kind="stable")
-        .reset_index(drop=True)
-    )
+    return combined[QC_COLUMNS].sort_values("video_id", kind="stable").reset_index(drop=True)
 
 
 def check_failure_budget(qc: pd.DataFrame, max_failed_fraction: float) -> str:

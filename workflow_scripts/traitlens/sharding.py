@@ -44,7 +44,7 @@ def assign_shards(video_ids: Iterable[str], n_shards: int) -> dict[str, list[str
     """Map shard name -> sorted video ids, for the shards that hold at least one video."""
     shards: dict[str, list[str]] = {}
     for video_id in video_ids:
-        shards.setdefault(
-            shard_name(shard_index(video_id, n_shards), n_shards), []
-        ).append(video_id)
+        shards.setdefault(shard_name(shard_index(video_id, n_shards), n_shards), []).append(
+            video_id
+        )
     return {name: sorted(ids) for name, ids in sorted(shards.items())}

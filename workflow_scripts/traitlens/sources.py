@@ -73,9 +73,7 @@ def read_manifest_rows(manifest: str | Path) -> list[dict[str, str]]:
                 )
             rows = list(reader)
     except FileNotFoundError as err:
-        raise UserError(
-            f"{manifest}: manifest not found; check dataset.manifest"
-        ) from err
+        raise UserError(f"{manifest}: manifest not found; check dataset.manifest") from err
     except UnicodeDecodeError as err:
         raise UserError(f"{manifest}: not UTF-8 text ({err})") from err
     seen: set[str] = set()
@@ -96,11 +94,7 @@ def manifest_videos(manifest: str | Path) -> list[VideoSource]:
     """The videos a manifest lists whose files exist (the rest are reported by ingest)."""
     rows = read_manifest_rows(manifest)
     return sorted(
-        (
-            VideoSource(r["video_id"], r["path"])
-            for r in rows
-            if os.path.isfile(r["path"])
-        ),
+        (VideoSource(r["video_id"], r["path"]) for r in rows if os.path.isfile(r["path"])),
         key=lambda s: s.video_id,
     )
 
@@ -120,6 +114,4 @@ def dataset_videos(dataset: dict, demo: dict | None = None) -> list[VideoSource]
             VideoSource(v.video_id, str(videos_dir / f"{v.video_id}{VIDEO_SUFFIX}"))
             for v in sorted(plan_videos(demo), key=lambda v: v.video_id)
         ]
-    raise UserError(
-        f"dataset.format: unknown format {fmt!r} (demo | first_impressions | manifest)"
-    )
+    raise UserError(f"dataset.format: unknown format {fmt!r} (demo | first_impressions | manifest)")

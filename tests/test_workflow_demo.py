@@ -1,0 +1,61 @@
+"""End to end on the demo format: generate -> manifest -> extraction -> QC, via snakemake."""
+
+from __future__ import annotations
+
+import h5py
+import pandas as pd
+import pytest
+
+from traitlens.labels import BIG_FIVE
+
+from conftest import default_config, run_snakemake, write_config
+from test_workflow_config import fi_layout
+
+pytestmark = pytest.mark.workflow
+
+
+def test_tiny_demo_runs_through_extraction(tmp_path):
+    config = default_config()
+    config["dataset"]["name"] = "tiny"
+    config["demo"].update(n_videos=5, n_identities=5, duration_s=1.0, width=192, height=108)
+    config["extract"].update(frame_width=192, frame_height=108, frames_per_video=4)
+    configfile = write_config(tmp_path / "tiny.yaml", config)
+    result = run_snakemake(tmp_path, configfile)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    manifest = pd.read_csv(tmp_path / "results/tiny/manifest.tsv", sep="\t")
+    assert len(manifest) == 5 and set(manifest["split"]) <= {"train", "validation", "test"}
+    assert manifest[list(BIG_FIVE)].stack().between(0, 1).all()
+    assert manifest["video_id"].str.fullmatch(r"[A-Za-z0-9_-]{11}\.\d{3}").all()
+    qc = pd.read_csv(tmp_path / "results/tiny/qc/videos.tsv", sep="\t")
+    assert (qc["status"] == "ok").all() and (qc["n_frames"] == 4).all()
+    assert (qc["width"] == 192).all() and (qc["has_audio"]).all()
+    n_frames = 0
+    for shard in sorted(manifest["shard"].unique()):
+        with h5py.File(tmp_path / f"results/tiny/frames/{shard}.h5") as h5:
+            n_frames += len(h5["frames"])
+            assert h5["frames"][:].std() > 10  # real images, not blank frames
+    assert n_frames == 5 * 4
+    truth = tmp_path / "resources/demo/ground_truth"
+    assert {"frames.tsv", "videos.tsv", "planted.json"} <= {p.name for p in truth.iterdir()}
+
+    again = run_snakemake(tmp_path, configfile, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_code_running_label_file_stops_the_run_cleanly(tmp_path):
+    from pickles import code_running_pickle
+
+    fi_layout(tmp_path, {"training": ["a0000000000.001"], "validation": [], "test": []})
+    marker = tmp_path / "pwned"
+    (tmp_path / "annotation_validation.pkl").write_bytes(code_running_pickle(str(marker)))
+    from test_workflow_config import fi_config
+
+    configfile = write_config(tmp_path / "c.yaml", fi_config(tmp_path))
+    result = run_snakemake(tmp_path, configfile, "build_manifest")
+    assert result.returncode != 0
+    log = (tmp_path / "results/fi/logs/build_manifest.log").read_text()
+    assert "annotation_validation.pkl" in log and "os.system" in log and "not executed" in log
+    assert "Traceback" not in log
+    assert not marker.exists()
+    assert not (tmp_path / "results/fi/manifest.tsv").exists()

@@ -59,7 +59,9 @@ def test_build_manifest_joins_and_reports_unmatched():
     assert [r["video_id"] for r in result.rows] == ["-dash.001"]
     assert result.rows[0]["shard"] == "s001" and result.rows[0]["interview"] == 0.4
     problems = {u["video_id"]: u["problem"] for u in result.unmatched}
-    assert "no video file" in problems["nofile.001"] and "test.pkl" in problems["nofile.001"]
+    assert (
+        "no readable video file" in problems["nofile.001"] and "test.pkl" in problems["nofile.001"]
+    )
     assert problems["nolabel.001"] == "video file has no label"
     text = to_tsv(result.rows, manifest_columns(result.has_interview))
     assert text.splitlines()[0].split("\t") == [
@@ -88,6 +90,7 @@ def test_discover_videos_recursive_unique_and_loop_safe(tmp_path):
     (tmp_path / "test-1" / "été vidéo.002.mp4").write_bytes(b"x")
     (tmp_path / "test-1" / "notes.txt").write_text("not a video")
     (tmp_path / "test-1" / "loop").symlink_to(tmp_path, target_is_directory=True)
+    (tmp_path / "test-1" / "dangling.001.mp4").symlink_to(tmp_path / "absent.mp4")
     found = discover_videos(tmp_path)
     assert [v.video_id for v in found] == ["--Ymqszjv54.001", "été vidéo.002"]
     (tmp_path / "test-1" / "--Ymqszjv54.001.mp4").write_bytes(b"y")

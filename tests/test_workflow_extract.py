@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from traitlens.frame_plan import evenly_spaced_indices
+from traitlens.labels import BIG_FIVE
 
 from conftest import run_snakemake, write_config
 from media import make_clip, read_index
@@ -69,7 +70,7 @@ def test_manifest_and_ingest_report(fi_run):
     assert row["split"] == "train" and row["openness"] == pytest.approx(0.2)
     unmatched = pd.read_csv(root / "results/fi/qc/ingest.tsv", sep="\t").set_index("video_id")
     assert unmatched.loc["unlabelled0.001", "problem"] == "video file has no label"
-    assert "no video file" in unmatched.loc["nofilexxxxx.001", "problem"]
+    assert "no readable video file" in unmatched.loc["nofilexxxxx.001", "problem"]
 
 
 def test_qc_table(fi_run):
@@ -154,3 +155,31 @@ def test_failure_budget_stops_the_run_with_a_list(fi_run):
     log = (root / "results/fi/logs/summarise_qc.log").read_text()
     assert "zerobyte000.001" in log and "max_failed_fraction" in log
     assert "Traceback" not in log
+
+
+def test_manifest_format_runs_on_the_users_own_videos(tmp_path):
+    """A second user's own videos, listed in a manifest TSV with relative paths."""
+    (tmp_path / "clips").mkdir()
+    make_clip(tmp_path / "clips" / "interview one.mp4", n_frames=31, gop=10)
+    make_clip(tmp_path / "clips" / "-second.mp4", n_frames=25, gop=25, tone_hz=None)
+    header = "\t".join(["video_id", "path", "split", *BIG_FIVE])
+    (tmp_path / "mine.tsv").write_text(
+        f"{header}\n"
+        "p01\tclips/interview one.mp4\ttrain\t0.5\t0.4\t0.3\t0.2\t0.1\n"
+        "-p02\tclips/-second.mp4\ttest\t0.5\t0.4\t0.3\t0.2\t0.1\n"
+    )
+    config = fi_config(tmp_path)
+    config["dataset"] = {
+        "name": "mine",
+        "format": "manifest",
+        "manifest": str(tmp_path / "mine.tsv"),
+    }
+    result = run_snakemake(tmp_path, write_config(tmp_path / "mine.yaml", config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = pd.read_csv(tmp_path / "results/mine/manifest.tsv", sep="\t").set_index("video_id")
+    assert list(manifest.index) == ["-p02", "p01"]
+    assert manifest.loc["p01", "path"] == str(tmp_path / "clips" / "interview one.mp4")
+    assert manifest.loc["-p02", "split"] == "test" and manifest.loc["-p02", "openness"] == 0.5
+    assert "interview" not in manifest.columns
+    qc = pd.read_csv(tmp_path / "results/mine/qc/videos.tsv", sep="\t").set_index("video_id")
+    assert list(qc["status"]) == ["ok", "ok"] and qc.loc["p01", "n_frames"] == 10

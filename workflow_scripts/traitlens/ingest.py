@@ -113,7 +113,7 @@ def build_manifest(videos: list[tuple[str, str, str]], labels: dict[str, Labelle
                 {
                     "video_id": video_id,
                     "path": "",
-                    "problem": f"labelled in {lab.source} but no video file found",
+                    "problem": f"labelled in {lab.source} but no readable video file found",
                 }
             )
             continue

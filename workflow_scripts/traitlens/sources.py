@@ -43,6 +43,10 @@ def discover_videos(videos_dir: str | Path) -> list[VideoSource]:
                 continue
             video_id = name[: -len(VIDEO_SUFFIX)]
             path = os.path.join(folder, name)
+            if not (os.path.isfile(path) and os.access(path, os.R_OK)):
+                # A dangling link or unreadable file: ingest reports its labels as
+                # having no readable file, rather than the whole run failing here.
+                continue
             if video_id in found:
                 duplicates.append(f"{video_id}: {found[video_id]} and {path}")
             else:

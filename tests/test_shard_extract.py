@@ -11,7 +11,8 @@ import pytest
 
 from traitlens.audio_features import AudioParams
 from traitlens.frame_plan import evenly_spaced_indices
-from traitlens.shard_extract import QC_COLUMNS, extract_shard
+from traitlens.qc import SHARD_QC_COLUMNS
+from traitlens.shard_extract import extract_shard
 
 from media import make_clip, read_index, truncate_half
 
@@ -49,7 +50,7 @@ def shard(videos, tmp_path_factory):
 def test_qc_table(shard):
     rows, paths = shard
     qc = pd.read_csv(paths["qc"], sep="\t", dtype=str, keep_default_na=False)
-    assert list(qc.columns) == QC_COLUMNS
+    assert list(qc.columns) == SHARD_QC_COLUMNS
     assert list(qc["video_id"]) == ["--Ymqszjv54.001", "empty", "ünï cödé", "half", "three"]
     assert list(qc["status"]) == ["ok", "failed", "ok", "failed", "ok"]
     assert list(qc["n_frames"]) == ["6", "0", "6", "0", "3"]

@@ -6,7 +6,8 @@ import pandas as pd
 
 from traitlens.errors import UserError
 
-QC_COLUMNS = [
+# What extraction records per video (one TSV per shard) ...
+SHARD_QC_COLUMNS = [
     "video_id",
     "status",
     "reason",
@@ -16,8 +17,9 @@ QC_COLUMNS = [
     "height",
     "has_audio",
     "n_frames",
-    "n_faces",
 ]
+# ... and the contract's qc/videos.tsv, which adds what the face stage counts.
+QC_COLUMNS = [*SHARD_QC_COLUMNS, "n_faces"]
 
 
 def combine_shard_qc(tables: list[pd.DataFrame]) -> pd.DataFrame:

@@ -31,20 +31,10 @@ from traitlens.audio_features import LOG_FLOOR, AudioParams, extract_audio_featu
 from traitlens.frame_plan import evenly_spaced_indices
 from traitlens.frames import extract_frames
 from traitlens.probe import VideoProbe, VideoReadError, probe_video, tool_path
+from traitlens.qc import SHARD_QC_COLUMNS
 
 log = logging.getLogger("traitlens.shard_extract")
 
-QC_COLUMNS = [
-    "video_id",
-    "status",
-    "reason",
-    "duration_s",
-    "fps",
-    "width",
-    "height",
-    "has_audio",
-    "n_frames",
-]
 
 FRAMES_SCHEMA = """\
 Frames of the videos of one shard (traitlens extract_shard). Per frame, row i:
@@ -190,7 +180,7 @@ def extract_shard(
 
 def write_qc(path: str | Path, rows: Iterable[dict[str, object]]) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, QC_COLUMNS, delimiter="\t", lineterminator="\n")
+        writer = csv.DictWriter(fh, SHARD_QC_COLUMNS, delimiter="\t", lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _one_line(v) for k, v in row.items()})

@@ -11,6 +11,7 @@ configfile: "config.yaml"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/extract.smk"
+include: "rules/faces.smk"
 
 
 rule all:
@@ -18,3 +19,5 @@ rule all:
     input:
         f"{RESULTS}/manifest.tsv",
         f"{RESULTS}/qc/videos.tsv",
+        f"{RESULTS}/faces/template.h5",
+        f"{RESULTS}/figures/face_regions.png",

@@ -30,6 +30,7 @@ rule extract_shard:
 rule summarise_qc:
     input:
         shards=per_shard(f"{RESULTS}/qc/shards/{{shard}}.tsv"),
+        faces=per_shard(f"{RESULTS}/qc/faces/{{shard}}.tsv"),
     output:
         videos=f"{RESULTS}/qc/videos.tsv",
     log:

@@ -29,3 +29,11 @@ def test_budget_passes_at_the_threshold_and_fails_above_it():
     with pytest.raises(UserError) as err:
         check_failure_budget(qc, 0.04)
     assert "bad: truncated" in str(err.value) and "max_failed_fraction" in str(err.value)
+
+
+def test_face_counts_fill_n_faces_and_failed_videos_get_zero():
+    qc = combine_shard_qc(
+        [shard([["a", "ok", "", 10], ["b", "failed", "moov atom not found", 0]])],
+        n_faces={"a": 9},
+    )
+    assert dict(zip(qc["video_id"], qc["n_faces"], strict=True)) == {"a": 9, "b": 0}

@@ -30,6 +30,8 @@ def test_tiny_demo_runs_through_extraction(tmp_path):
     qc = pd.read_csv(tmp_path / "results/tiny/qc/videos.tsv", sep="\t")
     assert (qc["status"] == "ok").all() and (qc["n_frames"] == 4).all()
     assert (qc["width"] == 192).all() and (qc["has_audio"]).all()
+    assert (qc["n_faces"] == 4).all()  # mediapipe finds the face in every demo frame
+    assert (tmp_path / "results/tiny/figures/face_regions.png").stat().st_size > 10_000
     n_frames = 0
     for shard in sorted(manifest["shard"].unique()):
         with h5py.File(tmp_path / f"results/tiny/frames/{shard}.h5") as h5:

@@ -6,6 +6,7 @@ import pandas as pd
 
 from traitlens.atomic import atomic_path
 from traitlens.errors import run_entry
+from traitlens.faces_qc import face_counts, read_face_qc
 from traitlens.qc import check_failure_budget, combine_shard_qc
 
 log = logging.getLogger("traitlens.summarise_qc")
@@ -17,12 +18,13 @@ def main() -> None:
         pd.read_csv(
             path,
             sep="\t",
-            dtype={"video_id": str, "reason": str},
+            dtype=str,  # pass the shards' values through unchanged (e.g. true/false)
             keep_default_na=False,
         )
         for path in sm.input.shards
     ]
-    qc = combine_shard_qc(tables)
+    n_faces = face_counts([read_face_qc(path) for path in sm.input.faces])
+    qc = combine_shard_qc(tables, n_faces)
     for row in qc[qc["status"] != "ok"].itertuples():
         log.warning("failed: %s: %s", row.video_id, row.reason)
     summary = check_failure_budget(qc, sm.params.max_failed_fraction)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 
 from traitlens.errors import UserError
@@ -22,15 +24,20 @@ SHARD_QC_COLUMNS = [
 QC_COLUMNS = [*SHARD_QC_COLUMNS, "n_faces"]
 
 
-def combine_shard_qc(tables: list[pd.DataFrame]) -> pd.DataFrame:
+def combine_shard_qc(
+    tables: list[pd.DataFrame], n_faces: Mapping[str, int] | None = None
+) -> pd.DataFrame:
     """Concatenate the per-shard QC tables into the contract's columns, sorted by id.
 
-    ``n_faces`` is filled by the face stage; until it has run it is left empty (NA).
+    ``n_faces`` (video id -> frames with a usable face, from the face stage) fills that
+    column; a video the face stage never saw (it failed extraction) gets 0.
     """
     combined = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     for column in QC_COLUMNS:
         if column not in combined:
             combined[column] = pd.NA
+    if n_faces is not None:
+        combined["n_faces"] = combined["video_id"].map(n_faces).fillna(0).astype(int)
     return combined[QC_COLUMNS].sort_values("video_id", kind="stable").reset_index(drop=True)
 
 

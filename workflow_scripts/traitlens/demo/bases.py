@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from traitlens.errors import UserError
+from traitlens.mediapipe_face import FaceMeshDetector  # noqa: F401 (re-exported)
 
 log = logging.getLogger("traitlens.demo")
 
@@ -68,35 +69,6 @@ BASE_SOURCES = (
     ("feat_15-f13-anc-ph", lambda: _feat_photo("15-f13-anc-ph.jpg")),
     ("feat_0-f1-su-ph", lambda: _feat_photo("0-f1-su-ph.jpg")),
 )
-
-
-class FaceMeshDetector:
-    """mediapipe face mesh (static images, 478 landmarks incl. irises), as a context."""
-
-    def __init__(self, static: bool = True):
-        import mediapipe as mp
-
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=static,
-            refine_landmarks=True,
-            max_num_faces=1,
-            min_detection_confidence=0.5,
-        )
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._mesh.close()
-
-    def landmarks(self, image_rgb: np.ndarray) -> np.ndarray | None:
-        """(478, 2) landmark pixels of the face in ``image_rgb``, or None."""
-        res = self._mesh.process(np.ascontiguousarray(image_rgb))
-        if not res.multi_face_landmarks:
-            return None
-        h, w = image_rgb.shape[:2]
-        pts = res.multi_face_landmarks[0].landmark
-        return np.array([[p.x * w, p.y * h] for p in pts], dtype=np.float64)
 
 
 def _person_mask(image_rgb: np.ndarray, face_center: np.ndarray) -> np.ndarray:

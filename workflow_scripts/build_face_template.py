@@ -1,0 +1,19 @@
+"""Snakemake entry: the semantic face template (mean landmarks, region masks, figure)."""
+
+from traitlens.errors import run_entry
+from traitlens.face_template import build_face_template
+from traitlens.faces import FaceParams
+
+
+def main() -> None:
+    sm = snakemake  # noqa: F821 (injected by Snakemake)
+    params = FaceParams.from_mapping(sm.params.faces)
+    build_face_template(
+        list(sm.input.faces),
+        template_out=sm.output.template,
+        figure_out=sm.output.figure,
+        dilation_px=params.region_dilation_px,
+    )
+
+
+run_entry(main, snakemake.log[0])  # noqa: F821

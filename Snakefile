@@ -12,6 +12,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/extract.smk"
 include: "rules/faces.smk"
+include: "rules/aus.smk"
 
 
 rule all:
@@ -21,3 +22,5 @@ rule all:
         f"{RESULTS}/qc/videos.tsv",
         f"{RESULTS}/faces/template.h5",
         f"{RESULTS}/figures/face_regions.png",
+        per_shard(f"{RESULTS}/aus/{{shard}}.tsv"),
+        planted_validation(),

@@ -65,3 +65,18 @@ def label_inputs(wildcards):
     if DATASET["format"] == "manifest":
         return {"manifest": DATASET["manifest"]}
     return dict(DATASET["annotations"])
+
+
+def planted_validation():
+    """Outputs scored against the planted truth: only the demo data set has one."""
+    if DATASET["format"] != "demo":
+        return []
+    return [f"{RESULTS}/validation/aus.tsv", f"{RESULTS}/figures/au_validation.png"]
+
+
+def au_inputs(wildcards):
+    """The faces file; the detector backend also crops from the frames file."""
+    inputs = {"faces": f"{RESULTS}/faces/{wildcards.shard}.h5"}
+    if config["aus"]["backend"] == "detector":
+        inputs["frames"] = f"{RESULTS}/frames/{wildcards.shard}.h5"
+    return inputs

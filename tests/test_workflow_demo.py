@@ -38,6 +38,14 @@ def test_tiny_demo_runs_through_extraction(tmp_path):
             n_frames += len(h5["frames"])
             assert h5["frames"][:].std() > 10  # real images, not blank frames
     assert n_frames == 5 * 4
+    aus = pd.concat(
+        pd.read_csv(tmp_path / f"results/tiny/aus/{s}.tsv", sep="\t")
+        for s in sorted(manifest["shard"].unique())
+    )
+    assert len(aus) == 5 * 4 and aus["success"].all()
+    assert aus[["AU01", "AU12", "AU26", "AU43", "AU45"]].stack().between(0, 1).all()
+    validation = pd.read_csv(tmp_path / "results/tiny/validation/aus.tsv", sep="\t")
+    assert set(validation.loc[validation["planted"], "au"]) == {"AU01", "AU12", "AU26", "AU43"}
     truth = tmp_path / "resources/demo/ground_truth"
     assert {"frames.tsv", "videos.tsv", "planted.json"} <= {p.name for p in truth.iterdir()}
 

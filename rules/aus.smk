@@ -1,0 +1,50 @@
+# Action Unit intensities per shard, and (planted demo data) their validation against
+# the planted truth.
+
+
+rule estimate_aus:
+    input:
+        unpack(au_inputs),
+    output:
+        frames=f"{RESULTS}/aus/{{shard}}.tsv",
+        videos=f"{RESULTS}/aus/{{shard}}.videos.tsv",
+    log:
+        f"{LOGS}/aus/{{shard}}.log",
+    benchmark:
+        f"{BENCHMARKS}/aus/{{shard}}.tsv"
+    conda:
+        "../envs/faces.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    params:
+        aus=config["aus"],
+    script:
+        "../workflow_scripts/estimate_aus.py"
+
+
+if DATASET["format"] == "demo":
+
+    rule validate_aus:
+        input:
+            aus=per_shard(f"{RESULTS}/aus/{{shard}}.tsv"),
+            ground_truth=config["demo"]["ground_truth"],
+        output:
+            table=report(
+                f"{RESULTS}/validation/aus.tsv",
+                caption="../report/au_validation_table.rst",
+                category="5. Action Units",
+            ),
+            figure=report(
+                f"{RESULTS}/figures/au_validation.png",
+                caption="../report/au_validation.rst",
+                category="5. Action Units",
+            ),
+        log:
+            f"{LOGS}/validate_aus.log",
+        benchmark:
+            f"{BENCHMARKS}/validate_aus.tsv"
+        conda:
+            "../envs/faces.yaml"
+        script:
+            "../workflow_scripts/validate_aus.py"

@@ -1,0 +1,91 @@
+"""AU validation against planted truth: the join, the table, the figure."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from traitlens import au_validation as val
+from traitlens.aus import AU_COLUMNS, PYFEAT_AUS, write_tsv
+from traitlens.errors import UserError
+
+
+def _truth_dir(tmp_path, n=42, seed=0):
+    rng = np.random.default_rng(seed)
+    truth = pd.DataFrame({"video_id": np.repeat(["a.001", "b.002", "c.001"], n // 3)})
+    truth["frame_index"] = np.tile(np.arange(n // 3) * 3, 3)
+    for au in PYFEAT_AUS:
+        truth[au] = 0.0
+    truth["AU12"] = rng.uniform(0, 1, n)
+    truth["AU01"] = rng.uniform(0, 1, n)
+    folder = tmp_path / "ground_truth"
+    folder.mkdir()
+    truth.to_csv(folder / "frames.tsv", sep="\t", index=False)
+    planted = {"planted_aus": {"AU12": {}, "AU01": {}}}
+    (folder / "planted.json").write_text(json.dumps(planted))
+    return folder, truth
+
+
+def _estimates(truth, rng):
+    est = truth[["video_id", "frame_index"]].copy()
+    est["success"] = True
+    for au in AU_COLUMNS:
+        est[au] = 0.0
+    est["AU12"] = truth["AU12"] + rng.normal(0, 0.1, len(truth))  # tracks AU12
+    est["AU01"] = 0.5 * truth["AU01"] + 0.2  # tracks AU01, rescaled
+    est["AU06"] = 0.3 * truth["AU12"] + rng.normal(0, 0.05, len(truth))  # leak
+    est["AU04"] = rng.normal(0.1, 0.01, len(truth))  # noise, no leak
+    est.loc[3, "success"] = False
+    est.loc[3, list(AU_COLUMNS)] = np.nan
+    return est
+
+
+def test_validation_table(tmp_path):
+    folder, truth = _truth_dir(tmp_path)
+    est = _estimates(truth, np.random.default_rng(1))
+    path = tmp_path / "aus" / "s000.tsv"
+    path.parent.mkdir()
+    write_tsv(est, path)
+    table, joined, planted = val.validate([path], folder)
+    assert planted == ["AU01", "AU12"]
+    assert tuple(table.columns) == val.VALIDATION_COLUMNS
+    assert table["au"].tolist() == list(PYFEAT_AUS)
+    by = table.set_index("au")
+    assert by.loc["AU12", "planted"] and not by.loc["AU06", "planted"]
+    assert by.loc["AU12", "pearson_r"] > 0.9
+    assert by.loc["AU01", "pearson_r"] == pytest.approx(1.0, abs=1e-3)  # 4-decimal TSV
+    assert by.loc["AU01", "video_mean_r"] == pytest.approx(1.0, abs=1e-3)  # 3 videos
+    assert by.loc["AU12", "n_frames"] == len(truth) - 1  # the failed frame is left out
+    assert np.isnan(by.loc["AU06", "pearson_r"])  # its truth is constant 0
+    assert by.loc["AU06", "cross_talk_r"] > 0.9  # but it follows planted AU12
+    assert by.loc["AU04", "cross_talk_r"] < 0.5
+    assert by.loc["AU20", "estimate_sd"] == 0.0
+    figure = tmp_path / "figures" / "au_validation.png"
+    val.scatter_figure(joined, table, planted, figure)
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pearson_edge_cases():
+    assert np.isnan(val.pearson([1, 1, 1], [1, 2, 3]))
+    assert np.isnan(val.pearson([1, 2], [1, 2]))
+    assert val.pearson([1, 2, 3], [2, 4, 7]) == pytest.approx(
+        np.corrcoef([1, 2, 3], [2, 4, 7])[0, 1]
+    )
+
+
+def test_missing_ground_truth_is_named(tmp_path):
+    with pytest.raises(UserError, match="frames.tsv: missing"):
+        val.load_truth(tmp_path)
+
+
+def test_no_matching_frames(tmp_path):
+    folder, truth = _truth_dir(tmp_path)
+    est = _estimates(truth, np.random.default_rng(1))
+    est["video_id"] = "other.001"
+    path = tmp_path / "s000.tsv"
+    write_tsv(est, path)
+    with pytest.raises(UserError, match="no estimated frame matches"):
+        val.validate([path], folder)

@@ -1,0 +1,16 @@
+"""Snakemake entry: AU intensities of one shard's faces -> aus/<shard>.tsv (+ .videos.tsv)."""
+
+from traitlens.aus import AuConfig, estimate_shard, write_tsv
+from traitlens.errors import run_entry
+
+
+def main() -> None:
+    sm = snakemake  # noqa: F821 (injected by Snakemake)
+    cfg = AuConfig.from_mapping(dict(sm.params.aus))
+    frames_path = sm.input.get("frames")  # only the detector backend reads the frames
+    frames, videos = estimate_shard(sm.input.faces, cfg, frames_path)
+    write_tsv(frames, sm.output.frames)
+    write_tsv(videos, sm.output.videos)
+
+
+run_entry(main, snakemake.log[0])  # noqa: F821

@@ -20,12 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
 from traitlens.atomic import atomic_path
 from traitlens.errors import UserError
+from traitlens.h5checks import as_str, open_checked, rebuild_hint
 
 log = logging.getLogger("traitlens.aus")
 
@@ -136,28 +136,12 @@ class FaceRows:
         return np.asarray(self.video_ids, dtype=object)[self.video_index]
 
 
-def _rebuild_hint(path: Path) -> str:
-    return f"delete {path} and rerun snakemake so that the detect_faces rule rebuilds it"
-
-
-def _as_str(x) -> str:
-    return x.decode("utf-8") if isinstance(x, bytes) else str(x)
-
-
 def read_faces(path: str | Path) -> FaceRows:
     """Read a faces/<shard>.h5 file; UserError naming the file when it is not one."""
     path = Path(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        hint = _rebuild_hint(path)
-        raise UserError(f"{path}: not a readable HDF5 faces file ({err}); {hint}") from None
-    with f:
-        missing = [k for k in REQUIRED_FACE_DATASETS if k not in f]
-        if missing:
-            raise UserError(f"{path}: missing dataset(s) {missing}; {_rebuild_hint(path)}")
+    with open_checked(path, "faces", "detect_faces", REQUIRED_FACE_DATASETS) as f:
         rows = FaceRows(
-            tuple(_as_str(v) for v in f["video_id"][()]),
+            tuple(as_str(v) for v in f["video_id"][()]),
             f["video_index"][()].astype(np.int64),
             f["frame_index"][()].astype(np.int64),
             f["success"][()].astype(bool),
@@ -172,7 +156,7 @@ def read_faces(path: str | Path) -> FaceRows:
     elif n and (rows.video_index.min() < 0 or rows.video_index.max() >= len(rows.video_ids)):
         problems.append("video_index points past the video_id list")
     if problems:
-        raise UserError(f"{path}: {'; '.join(problems)}; {_rebuild_hint(path)}")
+        raise UserError(f"{path}: {'; '.join(problems)}; {rebuild_hint(path, 'detect_faces')}")
     return rows
 
 

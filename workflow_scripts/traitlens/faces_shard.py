@@ -21,6 +21,7 @@ from traitlens.atomic import atomic_path
 from traitlens.errors import UserError
 from traitlens.faces import FaceParams, VideoFaces, choose_main_faces, detect_all, fit_faces
 from traitlens.faces_qc import video_qc_row, write_face_qc
+from traitlens.h5checks import as_str, open_checked, rebuild_hint
 from traitlens.mediapipe_face import FaceDetector, LandmarkModel, mediapipe_version
 
 log = logging.getLogger("traitlens.faces")
@@ -58,23 +59,14 @@ Attributes: aligned_size, eye_distance, eye_y, min_detection_confidence,
 min_landmark_confidence, created_by, schema."""
 
 
-def _rebuild_hint(path: Path) -> str:
-    return f"delete {path} and rerun snakemake so that the extract_shard rule rebuilds it"
-
-
 def open_frames(path: str | Path) -> h5py.File:
     """Open a frames/<shard>.h5 file, checking it has what the face stage reads."""
     path = Path(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        hint = _rebuild_hint(path)
-        raise UserError(f"{path}: not a readable HDF5 frames file ({err}); {hint}") from None
-    missing = [name for name in REQUIRED_FRAME_DATASETS if name not in f]
-    problem = f"missing dataset(s) {missing}" if missing else _shape_problem(f)
+    f = open_checked(path, "frames", "extract_shard", REQUIRED_FRAME_DATASETS)
+    problem = _shape_problem(f)
     if problem:
         f.close()
-        raise UserError(f"{path}: {problem}; {_rebuild_hint(path)}")
+        raise UserError(f"{path}: {problem}; {rebuild_hint(path, 'extract_shard')}")
     return f
 
 
@@ -155,12 +147,8 @@ class _FacesWriter:
         for name in ("video_index", "frame_index"):
             data = frames_file[name][:].astype(np.int32)
             self.file.create_dataset(name, data=data, track_times=False)
-        ids = np.array([_text(v) for v in frames_file["video_id"][:]], dtype=object)
+        ids = np.array([as_str(v) for v in frames_file["video_id"][:]], dtype=object)
         self.file.create_dataset("video_id", data=ids, dtype=h5py.string_dtype(), track_times=False)
-
-
-def _text(value) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def detect_faces_shard(
@@ -201,7 +189,7 @@ def _write_faces(src: h5py.File, out: Path, params, models, batch, progress) -> 
     """Fill the faces file ``out`` video by video; returns the QC rows."""
     frames = src["frames"]
     n = frames.shape[0]
-    ids = [_text(v) for v in src["video_id"][:]]
+    ids = [as_str(v) for v in src["video_id"][:]]
     qc_rows = []
     writer = _FacesWriter(out, n, params.aligned_size, params)
     try:

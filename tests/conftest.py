@@ -34,6 +34,21 @@ def _no_user_site(monkeypatch):
     os.environ.setdefault("PYTHONHASHSEED", "0")
 
 
+# The demo settings the demo-plan tests pin (the config.yaml defaults when written);
+# pinned here so a change of the user-facing default does not silently move them.
+DEMO_TEST_CONFIG = {
+    "seed": 7,
+    "n_videos": 60,
+    "n_identities": 12,
+    "duration_s": 4.0,
+    "fps": 30,
+    "width": 384,
+    "height": 216,
+    "noise_sd": 0.04,
+    "ground_truth": "resources/demo/ground_truth",
+}
+
+
 def default_config() -> dict:
     import yaml
 

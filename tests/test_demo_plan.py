@@ -10,17 +10,9 @@ import pytest
 from traitlens.demo.plan import DemoConfig, plan_videos, split_counts, user_ids
 from traitlens.errors import UserError
 
-DEFAULT = {
-    "seed": 7,
-    "n_videos": 60,
-    "n_identities": 12,
-    "duration_s": 4.0,
-    "fps": 30,
-    "width": 384,
-    "height": 216,
-    "noise_sd": 0.04,
-    "ground_truth": "resources/demo/ground_truth",
-}
+from conftest import DEMO_TEST_CONFIG
+
+DEFAULT = DEMO_TEST_CONFIG
 FI_ID = re.compile(r"^[A-Za-z0-9_-]{11}\.\d{3}$")
 
 

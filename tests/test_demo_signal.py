@@ -8,16 +8,9 @@ import pytest
 from traitlens.demo import signal
 from traitlens.demo.plan import DemoConfig, plan_videos
 
-DEFAULT = {
-    "seed": 7,
-    "n_videos": 60,
-    "n_identities": 12,
-    "duration_s": 4.0,
-    "fps": 30,
-    "width": 384,
-    "height": 216,
-    "noise_sd": 0.04,
-}
+from conftest import DEMO_TEST_CONFIG
+
+DEFAULT = DEMO_TEST_CONFIG
 
 
 @pytest.fixture(scope="module")

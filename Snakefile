@@ -13,6 +13,7 @@ include: "rules/data.smk"
 include: "rules/extract.smk"
 include: "rules/faces.smk"
 include: "rules/aus.smk"
+include: "rules/train.smk"
 
 
 rule all:
@@ -23,4 +24,6 @@ rule all:
         f"{RESULTS}/faces/template.h5",
         f"{RESULTS}/figures/face_regions.png",
         per_shard(f"{RESULTS}/aus/{{shard}}.tsv"),
+        f"{RESULTS}/tables/accuracy.tsv",
+        expand(f"{RESULTS}/figures/loss_{{model}}.png", model=VISUAL_MODELS),
         planted_validation(),

@@ -80,3 +80,32 @@ def au_inputs(wildcards):
     if config["aus"]["backend"] == "detector":
         inputs["frames"] = f"{RESULTS}/frames/{wildcards.shard}.h5"
     return inputs
+
+
+# --- models ---------------------------------------------------------------------------
+
+VISUAL_MODELS = ("img", "face")
+# The linear and fused models, and the order the accuracy table lists them in
+EVALUATED_MODELS = ("img+audio", "img", "face", "audio", "aus")
+
+
+wildcard_constraints:
+    model="img|face",
+
+
+def visual_inputs(wildcards):
+    """Shard files a visual model reads: frames for img, aligned faces for face."""
+    folder = "frames" if wildcards.model == "img" else "faces"
+    return per_shard(f"{RESULTS}/{folder}/{{shard}}.h5")
+
+
+def visual_settings(wildcards):
+    """models.visual with the model's own keys (models.img / models.face) on top."""
+    return {**config["models"]["visual"], **config["models"][wildcards.model]}
+
+
+def model_predictions(model):
+    return f"{RESULTS}/models/{model}/predictions.tsv"
+
+
+TRAIN_RESOURCES = {"gpu": 1} if config["train"]["gpu"] else {}

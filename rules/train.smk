@@ -1,0 +1,158 @@
+# Models (METHOD.md 1, 3, 5): DAN+ on frames (img) and on aligned faces (face), ridge
+# regression on audio and on AUs, late fusion, and the accuracy tables.
+
+
+rule train_visual:
+    input:
+        labels=f"{RESULTS}/manifest.tsv",
+        data=visual_inputs,
+    output:
+        weights=f"{RESULTS}/models/{{model}}/weights.pt",
+        history=f"{RESULTS}/models/{{model}}/training_log.tsv",
+        figure=report(
+            f"{RESULTS}/figures/loss_{{model}}.png",
+            caption="../report/loss_curve.rst",
+            category="1. Models",
+            subcategory="training",
+        ),
+    log:
+        f"{LOGS}/train_visual/{{model}}.log",
+    benchmark:
+        f"{BENCHMARKS}/train_visual/{{model}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        **TRAIN_RESOURCES,
+        mem_mb=4000,
+    params:
+        model=visual_settings,
+        run=config["train"],
+        # not an output: a killed job resumes from here, a finished one leaves the last
+        checkpoints=lambda wildcards: f"{RESULTS}/models/{wildcards.model}/checkpoints",
+    script:
+        "../workflow_scripts/train_visual.py"
+
+
+rule predict_visual:
+    input:
+        weights=f"{RESULTS}/models/{{model}}/weights.pt",
+        labels=f"{RESULTS}/manifest.tsv",
+        data=visual_inputs,
+    output:
+        frames=f"{RESULTS}/models/{{model}}/frame_predictions.tsv",
+        videos=f"{RESULTS}/models/{{model}}/predictions.tsv",
+    log:
+        f"{LOGS}/predict_visual/{{model}}.log",
+    benchmark:
+        f"{BENCHMARKS}/predict_visual/{{model}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        **TRAIN_RESOURCES,
+        mem_mb=4000,
+    params:
+        run=config["train"],
+        batch_size=config["train"]["predict_batch_size"],
+    script:
+        "../workflow_scripts/predict_visual.py"
+
+
+rule train_audio_model:
+    input:
+        labels=f"{RESULTS}/manifest.tsv",
+        audio=per_shard(f"{RESULTS}/audio/{{shard}}.h5"),
+    output:
+        model=f"{RESULTS}/models/audio/model.json",
+        predictions=model_predictions("audio"),
+    log:
+        f"{LOGS}/train_audio_model.log",
+    benchmark:
+        f"{BENCHMARKS}/train_audio_model.tsv"
+    conda:
+        "../envs/core.yaml"
+    params:
+        alphas=config["models"]["audio"]["alphas"],
+        default_alpha=config["models"]["audio"]["default_alpha"],
+    script:
+        "../workflow_scripts/train_audio_model.py"
+
+
+rule train_au_model:
+    input:
+        labels=f"{RESULTS}/manifest.tsv",
+        aus=per_shard(f"{RESULTS}/aus/{{shard}}.videos.tsv"),
+    output:
+        model=f"{RESULTS}/models/aus/model.json",
+        predictions=model_predictions("aus"),
+    log:
+        f"{LOGS}/train_au_model.log",
+    benchmark:
+        f"{BENCHMARKS}/train_au_model.tsv"
+    conda:
+        "../envs/core.yaml"
+    params:
+        alphas=config["models"]["aus"]["alphas"],
+        default_alpha=config["models"]["aus"]["default_alpha"],
+    script:
+        "../workflow_scripts/train_au_model.py"
+
+
+rule fuse_predictions:
+    input:
+        image=model_predictions("img"),
+        audio=model_predictions("audio"),
+    output:
+        predictions=model_predictions("img+audio"),
+    log:
+        f"{LOGS}/fuse_predictions.log",
+    benchmark:
+        f"{BENCHMARKS}/fuse_predictions.tsv"
+    conda:
+        "../envs/core.yaml"
+    params:
+        image_weight=config["models"]["fusion"]["image_weight"],
+    script:
+        "../workflow_scripts/fuse_predictions.py"
+
+
+rule evaluate_models:
+    input:
+        labels=f"{RESULTS}/manifest.tsv",
+        predictions=[model_predictions(m) for m in EVALUATED_MODELS],
+    output:
+        table=report(
+            f"{RESULTS}/tables/accuracy.tsv",
+            caption="../report/accuracy_table.rst",
+            category="1. Models",
+            subcategory="accuracy",
+        ),
+        markdown=f"{RESULTS}/tables/accuracy.md",
+        metrics=f"{RESULTS}/tables/metrics.tsv",
+        comparisons=report(
+            f"{RESULTS}/tables/comparisons.tsv",
+            caption="../report/comparisons.rst",
+            category="1. Models",
+            subcategory="accuracy",
+        ),
+        figure=report(
+            f"{RESULTS}/figures/accuracy.png",
+            caption="../report/accuracy_figure.rst",
+            category="1. Models",
+            subcategory="accuracy",
+        ),
+    log:
+        f"{LOGS}/evaluate_models.log",
+    benchmark:
+        f"{BENCHMARKS}/evaluate_models.tsv"
+    conda:
+        "../envs/core.yaml"
+    params:
+        models=list(EVALUATED_MODELS),
+        splits=config["evaluation"]["splits"],
+        n_boot=config["evaluation"]["n_boot"],
+        confidence=config["evaluation"]["confidence"],
+        seed=config["evaluation"]["seed"],
+    script:
+        "../workflow_scripts/evaluate_models.py"

@@ -1,0 +1,144 @@
+"""DAN+ (Zhang et al., ECCVW'16) on a VGG16-topology backbone, as METHOD.md section 1.
+
+The backbone is VGG16's 13 conv layers (optionally with batch norm, optionally with every
+channel width divided by ``width_divisor`` for CPU demos). The head takes relu5_2 and
+pool5, pools each by average AND max, L2-normalises the four vectors, concatenates them,
+and maps them with one linear layer and a sigmoid to the five traits.
+
+Layers are named like the paper's MatConvNet net (conv1_1 ... conv5_3, relu*, pool1 ...
+pool5) so activations can be asked for by name; "conv5_3" in :meth:`VggBackbone.run`
+means that layer's output after its ReLU, the activation the interpretability analyses use.
+
+Input: RGB images N x 3 x S x S, uint8 or float in 0..255; the model subtracts the mean
+and scales itself, so loaders and analyses hand it raw pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from traitlens.labels import BIG_FIVE
+
+# (convs per block, channels) of VGG16
+VGG16_BLOCKS = ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))
+CONV_LAYERS = tuple(
+    f"conv{b + 1}_{i + 1}" for b, (n, _) in enumerate(VGG16_BLOCKS) for i in range(n)
+)
+TRAIT_ORDER = BIG_FIVE  # the order of the outputs
+# VGG-Face's RGB training mean (the authors' input normalisation)
+VGG_FACE_MEAN = (129.1863, 104.7624, 93.5940)
+
+
+@dataclass(frozen=True)
+class DanConfig:
+    """Architecture and input normalisation (config ``models.visual``)."""
+
+    width_divisor: int = 1  # 1 = VGG16; 4 = every conv has a quarter of the channels
+    batch_norm: bool = False
+    input_size: int = 224
+    mean_rgb: tuple[float, float, float] = VGG_FACE_MEAN
+    input_scale: float = 1.0  # (pixel - mean) * input_scale
+    # dataset_mean: subtract mean_rgb (the paper); per_image: also remove each image's own
+    # mean and contrast, so global lighting changes need not be learned from few examples
+    input_norm: str = "dataset_mean"
+    n_outputs: int = len(TRAIT_ORDER)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping) -> DanConfig:
+        known = {k: values[k] for k in cls.__dataclass_fields__ if k in values}
+        if "mean_rgb" in known:
+            known["mean_rgb"] = tuple(float(v) for v in known["mean_rgb"])
+        return cls(**known)
+
+    def widths(self) -> list[int]:
+        return [max(1, c // self.width_divisor) for _, c in VGG16_BLOCKS]
+
+
+def _backbone_layers(widths: list[int], batch_norm: bool) -> list[tuple[str, nn.Module]]:
+    layers: list[tuple[str, nn.Module]] = []
+    in_ch = 3
+    for b, ((n_convs, _), out_ch) in enumerate(zip(VGG16_BLOCKS, widths, strict=True)):
+        for i in range(n_convs):
+            name = f"{b + 1}_{i + 1}"
+            layers.append((f"conv{name}", nn.Conv2d(in_ch, out_ch, 3, padding=1)))
+            if batch_norm:
+                layers.append((f"bn{name}", nn.BatchNorm2d(out_ch)))
+            layers.append((f"relu{name}", nn.ReLU(inplace=False)))
+            in_ch = out_ch
+        layers.append((f"pool{b + 1}", nn.MaxPool2d(2, 2)))
+    return layers
+
+
+class VggBackbone(nn.Sequential):
+    """VGG16 conv layers with named children (conv1_1, relu1_1, ..., pool5)."""
+
+    def __init__(self, widths: list[int], batch_norm: bool):
+        from collections import OrderedDict
+
+        super().__init__(OrderedDict(_backbone_layers(widths, batch_norm)))
+
+    def run(self, x: torch.Tensor, wanted: Iterable[str]) -> dict[str, torch.Tensor]:
+        """Activations at the ``wanted`` layers (a conv name means its ReLU output); stops
+        after the last one needed."""
+        wanted = {_child_name(w) for w in wanted}
+        out: dict[str, torch.Tensor] = {}
+        for name, module in self.named_children():
+            x = module(x)
+            if name in wanted:
+                out[name] = x
+                if len(out) == len(wanted):
+                    break
+        return {_public_name(k): v for k, v in out.items()}
+
+
+def _child_name(layer: str) -> str:
+    return "relu" + layer[4:] if layer.startswith("conv") else layer
+
+
+def _public_name(child: str) -> str:
+    return "conv" + child[4:] if child.startswith("relu") else child
+
+
+class DanPlus(nn.Module):
+    """DAN+: VGG16 backbone, avg+max pooling of relu5_2 and pool5, L2-norm, linear, sigmoid."""
+
+    def __init__(self, cfg: DanConfig):
+        super().__init__()
+        self.cfg = cfg
+        widths = cfg.widths()
+        self.backbone = VggBackbone(widths, cfg.batch_norm)
+        self.register_buffer(
+            "mean", torch.tensor(cfg.mean_rgb, dtype=torch.float32).view(1, 3, 1, 1)
+        )
+        self.input_scale = float(cfg.input_scale)
+        self.head = nn.Linear(4 * widths[-1], cfg.n_outputs)
+
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = (pixels.float() - self.mean) * self.input_scale
+        if self.cfg.input_norm == "per_image":
+            x = x - x.mean(dim=(1, 2, 3), keepdim=True)
+            x = x / x.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
+        return x
+
+    def pooled(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The 4*C descriptor: [avg(relu5_2), max(relu5_2), avg(pool5), max(pool5)], each
+        L2-normalised."""
+        acts = self.backbone.run(self.normalise(pixels), ("conv5_2", "pool5"))
+        parts = []
+        for name in ("conv5_2", "pool5"):
+            a = acts[name]
+            parts.append(F.normalize(a.mean(dim=(2, 3)), dim=1))
+            parts.append(F.normalize(a.amax(dim=(2, 3)), dim=1))
+        return torch.cat(parts, dim=1)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.head(self.pooled(pixels)))
+
+    def activations(self, pixels: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
+        """Backbone activations by layer name (conv names mean post-ReLU)."""
+        return self.backbone.run(self.normalise(pixels), layers)

@@ -1,0 +1,76 @@
+"""Late fusion of the image and the audio model (METHOD.md section 1, "img + audio").
+
+Per trait, ``image_weight * image + (1 - image_weight) * audio`` for every video both
+models scored (the paper averages: weight 0.5). A video only one model scored (no face
+in any frame, no audio track) keeps that model's prediction, so the fused model scores
+the union of the two; the counts of both kinds are logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from traitlens.errors import UserError
+from traitlens.labels import BIG_FIVE
+from traitlens.predictions import PREDICTION_COLUMNS
+
+log = logging.getLogger("traitlens.fusion")
+
+
+@dataclass(frozen=True)
+class FusionCounts:
+    both: int
+    image_only: int
+    audio_only: int
+
+    def line(self) -> str:
+        return (
+            f"{self.both} videos fused, {self.image_only} image-only and "
+            f"{self.audio_only} audio-only videos keep that model's prediction"
+        )
+
+
+def fuse(
+    image: pd.DataFrame, audio: pd.DataFrame, image_weight: float
+) -> tuple[pd.DataFrame, dict[str, FusionCounts]]:
+    """Fused prediction table (:data:`PREDICTION_COLUMNS`) of two prediction tables, and
+    per split how many videos were fused or kept one model's prediction."""
+    w = float(image_weight)
+    if not (math.isfinite(w) and 0.0 <= w <= 1.0):
+        raise UserError(f"fusion image_weight must be in [0, 1], got {image_weight}")
+    traits = list(BIG_FIVE)
+    merged = image.loc[:, list(PREDICTION_COLUMNS)].merge(
+        audio.loc[:, list(PREDICTION_COLUMNS)],
+        on="video_id",
+        how="outer",
+        suffixes=("_img", "_aud"),
+        indicator=True,
+    )
+    both = merged["_merge"] == "both"
+    clash = both & (merged["split_img"] != merged["split_aud"])
+    if clash.any():
+        raise UserError(
+            f"{int(clash.sum())} videos have a different split in the image and the audio "
+            f"predictions (e.g. {merged.loc[clash, 'video_id'].iloc[0]}): they were made from "
+            "different manifests; rerun snakemake so that both are rebuilt"
+        )
+    out = pd.DataFrame({"video_id": merged["video_id"]})
+    out["split"] = merged["split_img"].fillna(merged["split_aud"])
+    for t in traits:
+        img, aud = merged[f"{t}_img"], merged[f"{t}_aud"]
+        # One side missing -> the other side alone (fillna), not NaN.
+        out[t] = (w * img + (1.0 - w) * aud).where(both, img.fillna(aud))
+    source = merged["_merge"].astype(str)
+    counts = {
+        split: FusionCounts(
+            int((source[rows] == "both").sum()),
+            int((source[rows] == "left_only").sum()),
+            int((source[rows] == "right_only").sum()),
+        )
+        for split, rows in out.groupby("split").groups.items()
+    }
+    return out, counts

@@ -1,0 +1,62 @@
+"""Per-video prediction tables: what every model writes and the evaluation reads.
+
+``models/<model>/predictions.tsv``: one row per video the model could score,
+columns video_id, split (train | validation | test) and the five traits in
+:data:`PREDICTION_COLUMNS` order. A video a model could not score (no face in any frame,
+no audio) has no row; the evaluation decides what to do about it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from traitlens.atomic import atomic_path
+from traitlens.errors import UserError
+from traitlens.labels import BIG_FIVE
+
+PREDICTION_COLUMNS = ("video_id", "split", *BIG_FIVE)
+SPLITS = ("train", "validation", "test")
+FLOAT_FORMAT = "%.6f"
+
+
+def write_predictions(table: pd.DataFrame, path: str | Path) -> None:
+    """Write a prediction table (columns checked, rows sorted by video id) atomically."""
+    missing = [c for c in PREDICTION_COLUMNS if c not in table]
+    if missing:
+        raise ValueError(f"prediction table lacks columns {missing}")
+    out = table.loc[:, list(PREDICTION_COLUMNS)].sort_values("video_id", kind="stable")
+    with atomic_path(path) as tmp:
+        out.to_csv(tmp, sep="\t", index=False, float_format=FLOAT_FORMAT)
+
+
+def read_predictions(path: str | Path, rule: str = "the model's training rule") -> pd.DataFrame:
+    """Read a prediction table; UserError naming the file when it is not one."""
+    try:
+        table = pd.read_csv(path, sep="\t", dtype={"video_id": str, "split": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise UserError(f"{path}: not a readable prediction table ({err})") from None
+    missing = [c for c in PREDICTION_COLUMNS if c not in table]
+    bad_split = sorted(set(table.get("split", pd.Series(dtype=str))) - set(SPLITS))
+    values = table[list(BIG_FIVE)].to_numpy(dtype=float) if not missing else None
+    if missing or bad_split or not np.isfinite(values).all():
+        problem = (
+            f"missing columns {missing}"
+            if missing
+            else f"unknown splits {bad_split}"
+            if bad_split
+            else "non-finite predictions"
+        )
+        raise UserError(
+            f"{path}: not a valid prediction table ({problem}); delete it and rerun "
+            f"snakemake so that {rule} rebuilds it"
+        )
+    return table
+
+
+def read_labels(manifest: str | Path) -> pd.DataFrame:
+    """video_id, split and the five traits of every video in a manifest.tsv."""
+    table = pd.read_csv(manifest, sep="\t", dtype={"video_id": str, "split": str})
+    return table.loc[:, list(PREDICTION_COLUMNS)]

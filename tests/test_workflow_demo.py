@@ -19,6 +19,10 @@ def test_tiny_demo_runs_through_extraction(tmp_path):
     config["dataset"]["name"] = "tiny"
     config["demo"].update(n_videos=5, n_identities=5, duration_s=1.0, width=192, height=108)
     config["extract"].update(frame_width=192, frame_height=108, frames_per_video=4)
+    config["models"]["visual"].update(width_divisor=16, epochs=2)
+    config["models"]["img"]["input_size"] = 32
+    config["models"]["face"]["input_size"] = 32
+    config["evaluation"]["n_boot"] = 200
     configfile = write_config(tmp_path / "tiny.yaml", config)
     result = run_snakemake(tmp_path, configfile)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -48,6 +52,21 @@ def test_tiny_demo_runs_through_extraction(tmp_path):
     assert set(validation.loc[validation["planted"], "au"]) == {"AU01", "AU12", "AU26", "AU43"}
     truth = tmp_path / "resources/demo/ground_truth"
     assert {"frames.tsv", "videos.tsv", "planted.json"} <= {p.name for p in truth.iterdir()}
+
+    accuracy = pd.read_csv(tmp_path / "results/tiny/tables/accuracy.tsv", sep="\t")
+    models = ["img+audio", "img", "face", "audio", "aus", "train_mean"]
+    assert list(accuracy["model"].unique()) == models
+    assert accuracy[["mean", *BIG_FIVE]].stack().between(0, 1).all()
+    assert (accuracy["mean_ci_low"] <= accuracy["mean"]).all()
+    assert (accuracy["mean"] <= accuracy["mean_ci_high"]).all()
+    for model in ("img", "face"):
+        history = pd.read_csv(tmp_path / f"results/tiny/models/{model}/training_log.tsv", sep="\t")
+        assert list(history["epoch"]) == [1, 2]
+        frames = pd.read_csv(
+            tmp_path / f"results/tiny/models/{model}/frame_predictions.tsv", sep="\t"
+        )
+        assert len(frames) == 5 * 4
+    assert (tmp_path / "results/tiny/figures/accuracy.png").stat().st_size > 10_000
 
     again = run_snakemake(tmp_path, configfile, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr

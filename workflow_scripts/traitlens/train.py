@@ -92,11 +92,11 @@ def seed_everything(seed: int) -> None:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+    if torch.device(name).type == "cuda" and not torch.cuda.is_available():
         from traitlens.errors import UserError
 
         raise UserError(
-            "config train.device is 'cuda' but PyTorch sees no CUDA device here; "
+            f"config train.device is '{name}' but PyTorch sees no CUDA device here; "
             "use device: auto (CUDA when present, else CPU) or run on a GPU node"
         )
     return torch.device(name)

@@ -130,8 +130,10 @@ def train_visual(
         "dan": dataclasses.asdict(dan),
         "train": dataclasses.asdict(train_cfg),
         "weights": weights,
-        # a label change must not continue a run trained on the old labels
-        "train_labels_sha256": hashlib.sha256(train_idx.labels.tobytes()).hexdigest(),
+        # a label change must not continue a run trained (or monitored) on the old labels
+        "labels_sha256": hashlib.sha256(
+            train_idx.labels.tobytes() + val_idx.labels.tobytes()
+        ).hexdigest(),
     }
     run_fp = fingerprint(settings, [*data_paths, *([weights] if weights else [])])
 

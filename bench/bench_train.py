@@ -6,11 +6,12 @@ writes: ``frames`` (n, H, W, 3) one frame per chunk, ``video_index``, ``frame_in
 videos, then times DAN+ training steps (forward, squared-error loss, backward, optimiser
 step, the loss read back each step, as ``train.train_model`` runs them) fed two ways:
 
-  in-memory  every frame preloaded once as one uint8 tensor on the device; a batch is an
-             index into it, then ``to_model_input`` (resize, flips) as in training
+  in-memory  every frame preloaded once, already resized to the model input
+             (``resize_batch``), as one uint8 tensor on the device; a batch is gathered
+             from it, then ``to_model_input`` (float, flips) as in training
   loader     ``visual_model._batches``, what ``train_visual`` runs: ``build_index`` ->
-             ``batch_loader`` (HDF5 reads batch by batch, ``num_workers`` processes,
-             pinned memory on CUDA) -> ``to_model_input`` -> the device
+             ``batch_loader`` (HDF5 reads and the uint8 resize batch by batch,
+             ``num_workers`` processes, pinned memory on CUDA) -> ``to_model_input``
 
 Both use the same model, optimiser, epoch plan (``epoch_plan``: shuffled order, random
 flips) and number of steps. Each repeat runs every case once, in a rotated order; a
@@ -20,23 +21,31 @@ are not timed, and timing stops at the last step, before the loader's workers sh
 same repeat). The files are freshly written, so reads come from the page cache: this
 measures the loader's CPU work (HDF5, DataLoader, pinning, copies), not a disk.
 
+``--case-seconds S`` stops a slow case
+after S seconds (and >= 3 timed steps) so a device run stays within its time.
+
 Presets (run from the repository root):
 
   (a) CPU demo (config.yaml's image model: widths / 8, batch norm, 96x96 from 384x216
-      frames, Adam, 2 torch threads), loader with 0 and 1 worker processes:
+      frames, Adam, 2 torch threads), loader with 0 and 1 worker processes (~1 min):
   .venv/bin/python bench/bench_train.py --device cpu --width-divisor 8 --batch-norm \
-      --input-size 96 --frame-size 216x384 --optimizer adam --batch 32 --steps 12 \
-      --warmup 2 --repeats 3 --threads 2 --num-workers 0 1 --json bench_train_cpu.json
+      --input-size 96 --frame-size 216x384 --optimizer adam --batch 32 --steps 10 \
+      --warmup 2 --repeats 3 --threads 2 --num-workers 0 1
 
   (b) GPU (the paper's full VGG16, no batch norm, 224x224 from First Impressions-sized
       360x640 frames, batch 32, SGD, bf16 autocast, channels_last, 4 and 8 workers,
-      pinned memory), on a lent GPU machine with its own python3:
+      pinned memory), on a lent GPU machine with its own python3 (torch, h5py, pandas,
+      tqdm), one command well under 4 minutes:
   python3 bench/bench_train.py --device cuda --width-divisor 1 --no-batch-norm \
       --input-size 224 --frame-size 360x640 --optimizer sgd --batch 32 --steps 60 \
-      --warmup 10 --repeats 2 --threads 4 --num-workers 4 8 --amp --channels-last
+      --warmup 10 --repeats 2 --threads 4 --num-workers 4 8 --amp \
+      --channels-last --case-seconds 30 --json $OUT/bench_train_gpu.json
 
-Output: a markdown table, then one JSON line (device name, torch version, images/s
-per case, ratios, peak GPU memory); ``--json PATH`` also writes that object to a file.
+Output: progress on stderr; a markdown table, then one JSON line (device name, torch
+version, images/s per case, ratios, the headline ``images_per_s_in_memory``,
+``images_per_s_loader`` and ``ratio_loader_in_memory`` of the best loader
+case, peak GPU memory, which includes the preloaded frames) on stdout; ``--json PATH``
+also writes that object to a file.
 """
 
 from __future__ import annotations
@@ -95,7 +104,7 @@ make_optimizer = _mods["traitlens.train"].make_optimizer
 build_index = _mods["traitlens.train_data"].build_index
 epoch_plan = _mods["traitlens.train_data"].epoch_plan
 to_model_input = _mods["traitlens.train_data"].to_model_input
-PixelReader = _mods["traitlens.train_data"].PixelReader
+resize_batch = _mods["traitlens.train_data"].resize_batch
 BIG_FIVE = importlib.import_module("traitlens.labels").BIG_FIVE
 RunConfig = _mods["traitlens.visual_model"].RunConfig
 loader_batches = _mods["traitlens.visual_model"]._batches
@@ -227,38 +236,25 @@ def timed(
 
 
 def memory_batches(pixels, labels, plan, size, device):
-    """The in-memory source: batches indexed out of the preloaded device tensor."""
+    """The in-memory source: batches gathered from the preloaded tensor on the device.
+    On CPU the gather goes through numpy's (single-threaded) take: torch's CPU
+    index_select, 0.2 ms a batch on a quiet machine, took up to ~250 ms when other jobs
+    held the cores and its threads waited for each other (on CUDA it is one kernel)."""
     for pos, flips in plan:
-        idx = torch.from_numpy(pos).to(device, non_blocking=True)
-        x = to_model_input(pixels.index_select(0, idx), torch.from_numpy(flips), size, device)
-        yield x, labels.index_select(0, idx)
+        if device.type == "cpu":
+            x = torch.from_numpy(pixels.numpy()[pos])
+            y = torch.from_numpy(labels.numpy()[pos])
+        else:
+            idx = torch.from_numpy(pos).to(device, non_blocking=True)
+            x, y = pixels.index_select(0, idx), labels.index_select(0, idx)
+        yield to_model_input(x, torch.from_numpy(flips), device), y
 
 
-def read_row_by_row(self, files: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Diagnostic stand-in for PixelReader.read: one ``ds[row]`` per frame instead of one
-    fancy-indexed ``ds[sorted_rows]`` per file (h5py/HDF5 build an irregular hyperslab
-    selection for a row list, which was ~25 ms a 216x384 frame here vs ~0.03 ms)."""
-    out = None
-    for i, (n, r) in enumerate(zip(files, rows, strict=True)):
-        frame = self._file(int(n))[self.dataset][int(r)]
-        if out is None:
-            out = np.empty((len(rows), *frame.shape), dtype=np.uint8)
-        out[i] = frame
-    return out
-
-
-def loader_source(index, plan, size, device, workers: int, threads: int, row_reads: bool):
-    """The workflow's loader; with ``row_reads`` PixelReader.read is swapped for
-    read_row_by_row for this case only (workers fork after the swap, so they see it)."""
+def loader_source(index, plan, size, device, workers: int, threads: int):
+    """The workflow's loader, as train_visual uses it."""
     run = RunConfig(device=device.type, num_workers=workers, threads=threads)
-    original = PixelReader.read
-    if row_reads:
-        PixelReader.read = read_row_by_row
-    try:
-        for x, y, _pos in loader_batches("img", index, plan, size, device, run):
-            yield x, y
-    finally:
-        PixelReader.read = original
+    for x, y, _pos in loader_batches("img", index, plan, size, device, run):
+        yield x, y
 
 
 # --- main -------------------------------------------------------------------------------
@@ -278,15 +274,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="torch threads (main process)")
     ap.add_argument(
-        "--num-workers", type=int, nargs="+", default=[0], help="loader cases (0: in process)"
-    )
-    ap.add_argument(
-        "--row-reads",
-        type=int,
-        nargs="*",
-        default=[],
-        metavar="N",
-        help="diagnostic loader cases (N workers) reading one HDF5 row per frame",
+        "--num-workers", type=int, nargs="*", default=[0], help="loader cases (0: in process)"
     )
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     ap.add_argument(
@@ -317,6 +305,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     except ValueError:
         ap.error(f"--frame-size {args.frame_size!r}: expected HxW, e.g. 216x384")
     args.frame_hw = (h, w)
+    if not args.num_workers:
+        ap.error("no loader case: give --num-workers")
     if args.channels_last is None:
         args.channels_last = args.device == "cuda"
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -357,7 +347,11 @@ def main(argv=None) -> dict:
             f"written in {write_s:.1f} s",
             file=sys.stderr,
         )
-        pixels = torch.from_numpy(preload(index)).to(device)
+        frames = preload(index)
+        pixels = torch.cat(
+            [resize_batch(frames[i : i + 256], args.input_size) for i in range(0, len(frames), 256)]
+        ).to(device)
+        del frames
         labels_dev = torch.from_numpy(index.labels).to(device)
 
         dan = DanConfig(
@@ -375,12 +369,9 @@ def main(argv=None) -> dict:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
 
-        # case name -> (workers, row_reads); None: in-memory
+        # case name -> loader workers; None: in-memory
         setups = {"in-memory": None}
-        setups.update({f"loader, {n} workers": (n, False) for n in args.num_workers})
-        setups.update(
-            {f"loader, {n} workers, row reads (diagnostic)": (n, True) for n in args.row_reads}
-        )
+        setups.update({f"loader, {n} workers": n for n in args.num_workers})
         cases = list(setups)
         ips: dict[str, list[float]] = {c: [] for c in cases}
         cut: dict[str, int] = {}  # case -> runs stopped early by --case-seconds
@@ -394,9 +385,8 @@ def main(argv=None) -> dict:
                 if case == "in-memory":
                     source = memory_batches(pixels, labels_dev, plan, dan.input_size, device)
                 else:
-                    workers, row_reads = setups[case]
                     source = loader_source(
-                        index, plan, dan.input_size, device, workers, args.threads, row_reads
+                        index, plan, dan.input_size, device, setups[case], args.threads
                     )
                 value, done = timed(
                     source, step, args.warmup, args.steps, args.batch, device, args.case_seconds
@@ -438,12 +428,13 @@ def main(argv=None) -> dict:
         "cut_short_by_case_seconds": cut,
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
-    loader_cases = [c for c in cases if setups[c] is not None and not setups[c][1]]
+    loader_cases = [c for c in cases if setups[c] is not None]
     best = max(loader_cases, key=lambda c: ratios[c])
     result["images_per_s_in_memory"] = result["images_per_s"]["in-memory"]
     result["images_per_s_loader"] = result["images_per_s"][best]
     result["ratio_loader_in_memory"] = result["x_in_memory"][best]
     result["best_loader"] = best
+    result["preloaded_frames_gib"] = round(pixels.numel() / 2**30, 2)
     if device.type == "cuda":
         result["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
 

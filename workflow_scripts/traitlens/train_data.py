@@ -144,16 +144,18 @@ class PixelReader:
         return self._files[n]
 
     def read(self, files: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """uint8 (len(rows), H, W, 3) in the order given; one sorted read per file."""
+        """uint8 (len(rows), H, W, 3) in the order given.
+
+        Row by row in file order: h5py's list indexing (``ds[[r1, r2, ...]]``) costs
+        ~25 ms per 216x384 frame here against 0.04 ms for ``ds[r]`` (measured in
+        bench/bench_train.py), which made the loader 5x slower than the model.
+        """
         out = None
-        for n in np.unique(files):
-            pick = np.flatnonzero(files == n)
-            order = np.argsort(rows[pick], kind="stable")
-            sorted_rows = rows[pick][order]
-            data = self._file(int(n))[self.dataset][sorted_rows]
+        for pos in np.lexsort((rows, files)):
+            ds = self._file(int(files[pos]))[self.dataset]
             if out is None:
-                out = np.empty((len(rows), *data.shape[1:]), dtype=np.uint8)
-            out[pick[order]] = data
+                out = np.empty((len(rows), *ds.shape[1:]), dtype=np.uint8)
+            out[pos] = ds[int(rows[pos])]
         return out
 
     def close(self) -> None:
@@ -162,12 +164,31 @@ class PixelReader:
         self._files = {}
 
 
-class BatchDataset(torch.utils.data.Dataset):
-    """Item i = batch i of a plan: (uint8 NHWC pixels, flip flags, labels, positions)."""
+def resize_batch(pixels: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 NHWC -> uint8 N x 3 x size x size (channels_last), antialiased bilinear.
 
-    def __init__(self, kind: str, index: SampleIndex, plan: list[tuple[np.ndarray, np.ndarray]]):
+    Frames are squashed to a square like the paper's 224x224 input. Done in uint8 on the
+    CPU where the batch is read (a DataLoader worker): 10x faster than in float here,
+    and 4.6x fewer bytes than a 640x360 frame cross to the GPU.
+    """
+    x = torch.from_numpy(pixels).permute(0, 3, 1, 2)
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+class BatchDataset(torch.utils.data.Dataset):
+    """Item i = batch i of a plan: (uint8 N x 3 x size x size pixels, flip flags, labels,
+    positions)."""
+
+    def __init__(
+        self, kind: str, index: SampleIndex, plan: list[tuple[np.ndarray, np.ndarray]], size: int
+    ):
         self.index = index
         self.plan = plan
+        self.size = size
         self.reader = PixelReader(kind, index.paths)
 
     def __len__(self) -> int:
@@ -177,7 +198,7 @@ class BatchDataset(torch.utils.data.Dataset):
         pos, flips = self.plan[i]
         pixels = self.reader.read(self.index.file[pos], self.index.row[pos])
         return (
-            torch.from_numpy(pixels),
+            resize_batch(pixels, self.size),
             torch.from_numpy(flips),
             torch.from_numpy(self.index.labels[pos]),
             torch.from_numpy(pos),
@@ -188,11 +209,12 @@ def batch_loader(
     kind: str,
     index: SampleIndex,
     plan: list[tuple[np.ndarray, np.ndarray]],
+    size: int,
     num_workers: int,
     pin_memory: bool,
 ) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(
-        BatchDataset(kind, index, plan),
+        BatchDataset(kind, index, plan, size),
         batch_size=None,
         shuffle=False,
         num_workers=num_workers,
@@ -201,17 +223,10 @@ def batch_loader(
     )
 
 
-def to_model_input(
-    pixels: torch.Tensor, flips: torch.Tensor, size: int, device: torch.device
-) -> torch.Tensor:
-    """uint8 NHWC -> float NCHW 0..255 at size x size (antialiased; frames are squashed
-    to a square like the paper's 224x224 input), flipped where asked, on ``device``."""
-    x = pixels.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(
-            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-        )
+def to_model_input(pixels: torch.Tensor, flips: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 NCHW (from resize_batch) -> float 0..255 on ``device``, flipped where asked."""
+    x = pixels.to(device, non_blocking=True).float()
     flips = flips.to(device, non_blocking=True)
     if bool(flips.any()):
         x = torch.where(flips.view(-1, 1, 1, 1), x.flip(3), x)
-    return x.clamp_(0.0, 255.0).contiguous(memory_format=torch.channels_last)
+    return x.contiguous(memory_format=torch.channels_last)

@@ -72,9 +72,43 @@ def build_model(dan: DanConfig, weights: str | None, seed: int) -> DanPlus:
 
 
 def _batches(kind, index, plan, size, device, run: RunConfig):
-    loader = batch_loader(kind, index, plan, run.num_workers, pin_memory=device.type == "cuda")
+    """(model input, labels, positions) per batch of ``plan``, on ``device``."""
+    loader = batch_loader(
+        kind, index, plan, size, run.num_workers, pin_memory=device.type == "cuda"
+    )
+    if device.type == "cuda":
+        yield from _cuda_prefetched(loader, device)
+        return
     for pixels, flips, labels, pos in loader:
-        yield to_model_input(pixels, flips, size, device), labels.to(device), pos
+        yield to_model_input(pixels, flips, device), labels.to(device), pos
+
+
+def _cuda_prefetched(loader, device):
+    """Copy batch i+1 on a side stream while the model works on batch i: on the default
+    stream the host->GPU copy would wait for the model."""
+    side = torch.cuda.Stream(device)
+
+    def stage(item):
+        pixels, flips, labels, pos = item
+        with torch.cuda.stream(side):
+            return (
+                to_model_input(pixels, flips, device),
+                labels.to(device, non_blocking=True),
+                pos,
+            )
+
+    batches = iter(loader)
+    item = next(batches, None)
+    staged = stage(item) if item is not None else None
+    while staged is not None:
+        main = torch.cuda.current_stream(device)
+        main.wait_stream(side)
+        x, y, pos = staged
+        x.record_stream(main)  # allocated on the side stream, used on the main one
+        y.record_stream(main)
+        item = next(batches, None)
+        staged = stage(item) if item is not None else None
+        yield x, y, pos
 
 
 @torch.no_grad()

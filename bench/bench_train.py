@@ -101,6 +101,7 @@ DanConfig = _mods["traitlens.dan"].DanConfig
 DanPlus = _mods["traitlens.dan"].DanPlus
 TrainConfig = _mods["traitlens.train"].TrainConfig
 make_optimizer = _mods["traitlens.train"].make_optimizer
+training_step = _mods["traitlens.train"].training_step
 build_index = _mods["traitlens.train_data"].build_index
 epoch_plan = _mods["traitlens.train_data"].epoch_plan
 to_model_input = _mods["traitlens.train_data"].to_model_input
@@ -198,13 +199,7 @@ def make_step(model, optimizer, device, amp: bool):
     use_amp = amp and device.type == "cuda"
 
     def step(x, y) -> float:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            pred = model(x)
-        loss = F.mse_loss(pred.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return float(loss.detach())  # train_model reads the loss back every step
+        return training_step(model, optimizer, x, y, use_amp)
 
     return step
 

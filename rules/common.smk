@@ -91,6 +91,7 @@ EVALUATED_MODELS = ("img+audio", "img", "face", "audio", "aus")
 
 wildcard_constraints:
     model="img|face",
+    linear="audio|aus",
 
 
 def visual_inputs(wildcards):
@@ -102,6 +103,13 @@ def visual_inputs(wildcards):
 def visual_settings(wildcards):
     """models.visual with the model's own keys (models.img / models.face) on top."""
     return {**config["models"]["visual"], **config["models"][wildcards.model]}
+
+
+def linear_model_features(wildcards):
+    """Per-shard inputs of a ridge model: audio features, or the per-video AU means."""
+    if wildcards.linear == "audio":
+        return per_shard(f"{RESULTS}/audio/{{shard}}.h5")
+    return per_shard(f"{RESULTS}/aus/{{shard}}.videos.tsv")
 
 
 def model_predictions(model):

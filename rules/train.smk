@@ -59,48 +59,32 @@ rule predict_visual:
         "../workflow_scripts/predict_visual.py"
 
 
-rule train_audio_model:
+rule train_linear_model:
     input:
         labels=f"{RESULTS}/manifest.tsv",
-        audio=per_shard(f"{RESULTS}/audio/{{shard}}.h5"),
+        features=linear_model_features,
     output:
-        model=f"{RESULTS}/models/audio/model.json",
-        predictions=model_predictions("audio"),
+        model=f"{RESULTS}/models/{{linear}}/model.json",
+        predictions=f"{RESULTS}/models/{{linear}}/predictions.tsv",
     log:
-        f"{LOGS}/train_audio_model.log",
+        f"{LOGS}/train_linear_model/{{linear}}.log",
     benchmark:
-        f"{BENCHMARKS}/train_audio_model.tsv"
+        f"{BENCHMARKS}/train_linear_model/{{linear}}.tsv"
     conda:
         "../envs/core.yaml"
     params:
-        alphas=config["models"]["audio"]["alphas"],
-        default_alpha=config["models"]["audio"]["default_alpha"],
+        kind=lambda wildcards: wildcards.linear,
+        alphas=lambda wildcards: config["models"][wildcards.linear]["alphas"],
+        default_alpha=lambda wildcards: config["models"][wildcards.linear][
+            "default_alpha"
+        ],
     script:
-        "../workflow_scripts/train_audio_model.py"
-
-
-rule train_au_model:
-    input:
-        labels=f"{RESULTS}/manifest.tsv",
-        aus=per_shard(f"{RESULTS}/aus/{{shard}}.videos.tsv"),
-    output:
-        model=f"{RESULTS}/models/aus/model.json",
-        predictions=model_predictions("aus"),
-    log:
-        f"{LOGS}/train_au_model.log",
-    benchmark:
-        f"{BENCHMARKS}/train_au_model.tsv"
-    conda:
-        "../envs/core.yaml"
-    params:
-        alphas=config["models"]["aus"]["alphas"],
-        default_alpha=config["models"]["aus"]["default_alpha"],
-    script:
-        "../workflow_scripts/train_au_model.py"
+        "../workflow_scripts/train_linear_model.py"
 
 
 rule fuse_predictions:
     input:
+        labels=f"{RESULTS}/manifest.tsv",
         image=model_predictions("img"),
         audio=model_predictions("audio"),
     output:

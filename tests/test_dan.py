@@ -311,3 +311,20 @@ def test_missing_file_is_a_user_error(tmp_path):
     path = tmp_path / "nope.pth"
     with pytest.raises(UserError, match="does not exist"):
         load_backbone_weights(_model(width_divisor=16), path)
+
+
+def test_per_image_norm_ignores_a_global_light_change():
+    torch.manual_seed(0)
+    cfg = DanConfig(width_divisor=16, batch_norm=False, input_size=32, input_norm="per_image")
+    model = DanPlus(cfg).eval()
+    plain = DanPlus(DanConfig(width_divisor=16, input_size=32)).eval()
+    plain.load_state_dict(model.state_dict())
+    x = torch.rand(2, 3, 32, 32) * 150 + 40
+    brighter = x * 1.3 + 10  # a gain and an offset: what per_image removes
+    with torch.no_grad():
+        acts = [
+            m.activations(v, ["conv1_1"])["conv1_1"] for m in (model, plain) for v in (x, brighter)
+        ]
+        assert torch.allclose(model(x), model(brighter), atol=1e-6)
+    assert torch.allclose(acts[0], acts[1], atol=1e-4)
+    assert (acts[2] - acts[3]).abs().max() > 1.0  # the paper's mean subtraction keeps it

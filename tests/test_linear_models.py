@@ -11,7 +11,7 @@ from traitlens.au_regression import read_au_features
 from traitlens.audio_model import pool_shard, pooled_feature_names, read_audio_features
 from traitlens.aus import OPENFACE_17, VIDEO_COLUMNS
 from traitlens.errors import UserError
-from traitlens.fusion import fuse
+from traitlens.fusion import choose_image_weight, fuse
 from traitlens.labels import BIG_FIVE
 from traitlens.predictions import read_predictions
 from traitlens.ridge import (
@@ -276,3 +276,26 @@ def test_fusion_rejects_bad_weight_and_split_clash():
         fuse(image, image, 1.5)
     with pytest.raises(UserError, match="different split"):
         fuse(image, prediction_table(["a"], "train", 0.5), 0.5)
+
+
+def _table(ids, split, values):
+    out = pd.DataFrame({"video_id": ids, "split": split})
+    for k, trait in enumerate(BIG_FIVE):
+        out[trait] = values[:, k]
+    return out
+
+
+def test_fusion_weight_chosen_on_validation():
+    rng = np.random.default_rng(0)
+    ids = [f"v{i:03d}" for i in range(60)]
+    truth = rng.uniform(0.2, 0.8, (60, 5))
+    labels = _table(ids, ["validation"] * 40 + ["test"] * 20, truth)
+    good = _table(ids, labels["split"], truth + rng.normal(0, 0.02, truth.shape))
+    noisy = _table(ids, labels["split"], truth + rng.normal(0, 0.2, truth.shape))
+    weight, maes = choose_image_weight(good, noisy, labels)
+    assert weight >= 0.9 and len(maes) == 21 and maes[weight] == min(maes.values())
+    assert choose_image_weight(noisy, good, labels)[0] <= 0.1  # the roles swap
+    same = choose_image_weight(good, good, labels)  # every weight ties: the paper's 0.5
+    assert same[0] == 0.5
+    with pytest.raises(UserError, match="no validation video"):
+        choose_image_weight(good, noisy, labels.assign(split="test"))

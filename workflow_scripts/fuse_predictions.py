@@ -3,8 +3,8 @@
 import logging
 
 from traitlens.errors import run_entry
-from traitlens.fusion import fuse
-from traitlens.predictions import read_predictions, write_predictions
+from traitlens.fusion import choose_image_weight, fuse
+from traitlens.predictions import read_labels, read_predictions, write_predictions
 
 log = logging.getLogger("traitlens.fuse_predictions")
 
@@ -12,9 +12,13 @@ log = logging.getLogger("traitlens.fuse_predictions")
 def main() -> None:
     sm = snakemake  # noqa: F821 (injected by Snakemake)
     image = read_predictions(sm.input.image, "the predict_visual rule")
-    audio = read_predictions(sm.input.audio, "the train_audio_model rule")
-    fused, counts = fuse(image, audio, sm.params.image_weight)
-    log.info("image weight %g, audio weight %g", sm.params.image_weight, 1 - sm.params.image_weight)
+    audio = read_predictions(sm.input.audio, "the train_linear_model rule")
+    weight = sm.params.image_weight
+    if weight == "validation":
+        weight, maes = choose_image_weight(image, audio, read_labels(sm.input.labels))
+        log.info("validation MAE per image weight: %s", {w: round(m, 5) for w, m in maes.items()})
+    fused, counts = fuse(image, audio, weight)
+    log.info("image weight %g, audio weight %g", weight, 1 - weight)
     for split, c in counts.items():
         log.info("%s: %s", split, c.line())
     write_predictions(fused, sm.output.predictions)

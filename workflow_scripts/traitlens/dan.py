@@ -43,8 +43,8 @@ class DanConfig:
     input_size: int = 224
     mean_rgb: tuple[float, float, float] = VGG_FACE_MEAN
     input_scale: float = 1.0  # (pixel - mean) * input_scale
-    # dataset_mean: subtract mean_rgb (the paper); per_image: also remove each image's own
-    # mean and contrast, so global lighting changes need not be learned from few examples
+    # dataset_mean: subtract mean_rgb (the paper); per_image: remove each image's own mean
+    # and contrast instead, so global lighting changes need not be learned from few examples
     input_norm: str = "dataset_mean"
     n_outputs: int = len(TRAIT_ORDER)
 
@@ -119,11 +119,11 @@ class DanPlus(nn.Module):
         self.head = nn.Linear(4 * widths[-1], cfg.n_outputs)
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = (pixels.float() - self.mean) * self.input_scale
-        if self.cfg.input_norm == "per_image":
+        x = pixels.float()
+        if self.cfg.input_norm == "per_image":  # mean_rgb and input_scale do not apply
             x = x - x.mean(dim=(1, 2, 3), keepdim=True)
-            x = x / x.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
-        return x
+            return x / x.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-3)
+        return (x - self.mean) * self.input_scale
 
     def pooled(self, pixels: torch.Tensor) -> torch.Tensor:
         """The 4*C descriptor: [avg(relu5_2), max(relu5_2), avg(pool5), max(pool5)], each

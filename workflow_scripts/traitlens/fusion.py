@@ -74,3 +74,33 @@ def fuse(
         for split, rows in out.groupby("split").groups.items()
     }
     return out, counts
+
+
+def choose_image_weight(
+    image: pd.DataFrame, audio: pd.DataFrame, labels: pd.DataFrame, grid: int = 21
+) -> tuple[float, dict[float, float]]:
+    """The image weight (of ``grid`` evenly spaced in [0, 1]) whose fusion has the lowest
+    validation MAE over the videos both models scored, and the MAE of every weight.
+
+    Ties go to the weight nearest 0.5 (the paper's average). UserError when no validation
+    video has both predictions.
+    """
+    cols = list(BIG_FIVE)
+    val = labels.loc[labels["split"] == "validation", ["video_id", *cols]]
+    both = val.merge(image[["video_id", *cols]], on="video_id", suffixes=("", "_img")).merge(
+        audio[["video_id", *cols]], on="video_id", suffixes=("", "_aud")
+    )
+    if both.empty:
+        raise UserError(
+            "models.fusion.image_weight is 'validation' but no validation video has both an "
+            "image and an audio prediction; give a number in [0, 1] instead"
+        )
+    truth = both[cols].to_numpy(float)
+    img = both[[f"{t}_img" for t in cols]].to_numpy(float)
+    aud = both[[f"{t}_aud" for t in cols]].to_numpy(float)
+    maes = {
+        float(w): float(abs(w * img + (1 - w) * aud - truth).mean())
+        for w in [round(k / (grid - 1), 6) for k in range(grid)]
+    }
+    best = min(maes, key=lambda w: (round(maes[w], 12), abs(w - 0.5)))
+    return best, maes

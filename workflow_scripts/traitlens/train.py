@@ -136,6 +136,19 @@ def load_last_checkpoint(folder: Path, expected_fingerprint: str) -> dict | None
 
 # --- the loop -------------------------------------------------------------------------
 
+
+def training_step(model, optimizer, x: torch.Tensor, y: torch.Tensor, use_amp: bool) -> float:
+    """Forward (bfloat16 autocast when ``use_amp``), squared error, backward, step; the
+    batch's mean loss."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_amp):
+        pred = model(x)
+    loss = F.mse_loss(pred.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
 # epoch -> the epoch's batches: (x float NCHW on the device, y (n, 5) on the device)
 BatchSource = Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 
@@ -175,13 +188,7 @@ def train_model(
         t0, total, seen = time.perf_counter(), 0.0, 0
         bar = tqdm(train_batches(epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
         for x, y in bar:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                pred = model(x)
-            loss = F.mse_loss(pred.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(y)
+            total += training_step(model, optimizer, x, y, use_amp) * len(y)
             seen += len(y)
         seconds = time.perf_counter() - t0
         val_loss, val_mae = evaluate()

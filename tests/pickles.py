@@ -33,13 +33,13 @@ def _np_float64(value: float) -> bytes:
 def python2_label_pickle(labels: dict[str, dict[str, float]]) -> bytes:
     """A protocol-2 pickle as Python 2 wrote First Impressions' annotation files:
     {trait: {video_file: numpy.float64}} with str keys."""
-    out = b"\x80\x02}("
+    out = [b"\x80\x02}("]  # a list joined once: += on bytes is quadratic for 10k videos
     for trait, videos in labels.items():
-        out += _short_binstring(trait.encode("latin1")) + b"}("
+        out.append(_short_binstring(trait.encode("latin1")) + b"}(")
         for name, value in videos.items():
-            out += _short_binstring(name.encode("latin1")) + _np_float64(value)
-        out += b"u"
-    return out + b"u."
+            out.append(_short_binstring(name.encode("latin1")) + _np_float64(value))
+        out.append(b"u")
+    return b"".join([*out, b"u."])
 
 
 def code_running_pickle(marker_path: str) -> bytes:

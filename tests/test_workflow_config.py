@@ -106,3 +106,31 @@ def test_formatting_is_clean():
     ):
         result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}{result.stderr}"
+
+
+def full_corpus_layout(root):
+    """10,000 placeholder files with First Impressions' names and folders, 3 pickles."""
+    ids = {
+        "training": [f"-t{i:09d}.{i % 7:03d}" for i in range(6000)],
+        "validation": [f"v{i:010d}.001" for i in range(2000)],
+        "test": [f"e{i:010d}.002" for i in range(2000)],
+    }
+    fi_layout(root, ids)
+    config = fi_config(root)
+    config["sharding"]["n_shards"] = 128  # as config/first_impressions.yaml pins it
+    return write_config(root / "fi.yaml", config)
+
+
+def test_full_corpus_dag_is_planned_in_shards(tmp_path):
+    """The whole First Impressions DAG (10,000 videos) as a dry run: a few hundred jobs."""
+    configfile = full_corpus_layout(tmp_path)
+    result = run_snakemake(tmp_path, configfile, "-n", "--quiet", "rules")
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = {
+        line.split()[0]: int(line.split()[1])
+        for line in result.stdout.splitlines()
+        if len(line.split()) == 2 and line.split()[1].isdigit()
+    }
+    assert counts["extract_shard"] == counts["detect_faces"] == counts["estimate_aus"] == 128
+    assert counts["train_visual"] == 2 and counts["evaluate_models"] == 1
+    assert counts["total"] <= 2000

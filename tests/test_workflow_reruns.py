@@ -1,0 +1,139 @@
+"""Incremental reruns (issue 6, part 4): what Snakemake re-runs after each kind of change.
+
+One small data set of real generated face videos, listed in a manifest (the format a user
+with their own videos has), run once through the whole workflow (tiny models); then the
+dry-run job list after each change is checked against what must, and must not, re-run.
+The tests share the project and run in file order, each leaving it up to date.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from traitlens.demo.generate import default_outputs, generate
+from traitlens.labels import BIG_FIVE
+from traitlens.sharding import assign_shards
+
+from conftest import default_config, run_snakemake, write_config
+
+pytestmark = pytest.mark.workflow
+
+N_SHARDS = 4
+PER_SHARD_RULES = ("extract_shard", "detect_faces", "estimate_aus")
+AGGREGATE_RULES = (
+    "build_manifest",
+    "train_visual",
+    "predict_visual",
+    "train_linear_model",
+    "fuse_predictions",
+    "evaluate_models",
+)
+
+
+def _write_manifest(path, videos, labels, splits):
+    rows = pd.DataFrame({"video_id": [v.stem for v in videos], "path": [str(v) for v in videos]})
+    rows["split"] = splits
+    for k, trait in enumerate(BIG_FIVE):
+        rows[trait] = [round(x[k], 4) for x in labels]
+    rows.to_csv(path, sep="\t", index=False)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reruns")
+    demo = default_config()["demo"]
+    demo.update(n_videos=7, n_identities=3, duration_s=1.0, fps=10, width=192, height=108)
+    videos, annotations, truth = default_outputs(root / "data", demo)
+    generate(demo, videos, annotations, truth, threads=2, progress=False)
+    labels = [[0.2 + 0.1 * ((i + k) % 7) for k in range(5)] for i in range(7)]
+    splits = ["train", "train", "train", "validation", "test", "train", "train"]
+    manifest = root / "mine.tsv"
+    _write_manifest(manifest, videos[:6], labels[:6], splits[:6])  # the 7th comes later
+
+    config = default_config()
+    config["dataset"] = {"name": "mine", "format": "manifest", "manifest": str(manifest)}
+    config["sharding"].update(n_shards=N_SHARDS)  # pinned: adding a video moves no other
+    config["extract"].update(frame_width=192, frame_height=108, frames_per_video=3)
+    config["models"]["visual"].update(width_divisor=16, epochs=1)
+    config["models"]["img"]["input_size"] = 32
+    config["models"]["face"]["input_size"] = 32
+    config["evaluation"]["n_boot"] = 200
+    configfile = write_config(root / "mine.yaml", config)
+    first = run_snakemake(root, configfile)
+    assert first.returncode == 0, first.stderr[-3000:]
+    return {
+        "root": root,
+        "config": config,
+        "configfile": configfile,
+        "manifest": manifest,
+        "videos": videos,
+        "labels": labels,
+        "splits": splits,
+    }
+
+
+def planned_jobs(project, configfile=None) -> tuple[dict[str, int], set[str]]:
+    """(job count per rule, shards with an extraction job) of a dry run."""
+    result = run_snakemake(project["root"], configfile or project["configfile"], "-n")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout + result.stderr
+    if "Nothing to be done" in out:
+        return {}, set()
+    stats = out[out.index("Job stats:") :]
+    counts = {
+        line.split()[0]: int(line.split()[1])
+        for line in stats.splitlines()
+        if len(line.split()) == 2 and line.split()[1].isdigit()
+    }
+    shards = set(re.findall(r"frames/(s\d+)\.h5", out.split("rule detect_faces")[0]))
+    return counts, shards
+
+
+def test_a_second_run_does_nothing(project):
+    assert planned_jobs(project) == ({}, set())
+
+
+def test_a_new_video_reruns_its_shard_and_what_aggregates_shards(project):
+    _write_manifest(project["manifest"], project["videos"], project["labels"], project["splits"])
+    counts, _ = planned_jobs(project)
+    new_id = project["videos"][6].stem
+    ids = [v.stem for v in project["videos"]]
+    shard_of = {v: s for s, members in assign_shards(ids, N_SHARDS).items() for v in members}
+    for rule in PER_SHARD_RULES:
+        assert counts.get(rule) == 1, (rule, counts)
+    for rule in AGGREGATE_RULES:
+        assert counts.get(rule), (rule, counts)
+    again = run_snakemake(project["root"], project["configfile"])
+    assert again.returncode == 0, again.stderr[-3000:]
+    frames = project["root"] / f"results/mine/frames/{shard_of[new_id]}.h5"
+    others = [p for p in (project["root"] / "results/mine/frames").glob("s*.h5") if p != frames]
+    assert frames.stat().st_mtime > max(p.stat().st_mtime for p in others)
+    manifest = pd.read_csv(project["root"] / "results/mine/manifest.tsv", sep="\t")
+    assert new_id in set(manifest["video_id"])
+
+
+def test_a_label_change_reruns_training_not_extraction(project):
+    table = pd.read_csv(project["manifest"], sep="\t")
+    table.loc[0, "openness"] = 0.99
+    table.to_csv(project["manifest"], sep="\t", index=False)
+    counts, _ = planned_jobs(project)
+    for rule in PER_SHARD_RULES:
+        assert rule not in counts, counts
+    assert counts.get("train_visual") == 2 and counts.get("evaluate_models") == 1, counts
+    again = run_snakemake(project["root"], project["configfile"])
+    assert again.returncode == 0, again.stderr[-3000:]
+
+
+def test_more_frames_per_video_reruns_extraction(project):
+    config = project["config"]
+    config["extract"]["frames_per_video"] = 4
+    changed = write_config(project["root"] / "more_frames.yaml", config)
+    counts, shards = planned_jobs(project, changed)
+    used = assign_shards([v.stem for v in project["videos"]], N_SHARDS)  # non-empty shards
+    assert len(used) > 1
+    assert counts.get("extract_shard") == len(used), counts
+    assert counts.get("detect_faces") == len(used) and counts.get("train_visual") == 2
+    assert shards == set(used)

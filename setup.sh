@@ -42,6 +42,14 @@ ensure_system_packages() {
   fi
 }
 
+# The SLURM test starts a one-node cluster on localhost: it needs Debian's daemons.
+ensure_slurm() {
+  command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null \
+    && command -v sbatch >/dev/null && return 0
+  apt_install slurm-wlm munge \
+    || echo "setup.sh: could not install slurm-wlm and munge; the SLURM test will fail (Debian: sudo apt-get install slurm-wlm munge)" >&2
+}
+
 ensure_venv() {
   local stamp=$VENV/.requirements.sha256 want
   want=$(sha256sum requirements.txt | cut -d' ' -f1)
@@ -63,6 +71,7 @@ case "$action" in
     ;;
   test)
     ensure_system_packages
+    ensure_slurm
     ensure_venv
     set +e
     $VENV/bin/python -m pytest "$@"

@@ -83,3 +83,21 @@ def run_snakemake(workdir: Path, configfile: Path, *args: str, timeout: int = 90
         text=True,
         timeout=timeout,
     )
+
+
+def tiny_models(config: dict, epochs: int = 1) -> dict:
+    """Models small enough for a workflow test: a VGG16 / 16 at 32x32, few resamples."""
+    config["models"]["visual"].update(width_divisor=16, epochs=epochs)
+    config["models"]["img"]["input_size"] = 32
+    config["models"]["face"]["input_size"] = 32
+    config["evaluation"]["n_boot"] = 200
+    return config
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """Jobs per rule (and 'total') from the 'Job stats' table of a dry run."""
+    return {
+        line.split()[0]: int(line.split()[1])
+        for line in dry_run_output.splitlines()
+        if len(line.split()) == 2 and line.split()[1].isdigit()
+    }

@@ -9,7 +9,7 @@ import pytest
 
 from traitlens.labels import BIG_FIVE
 
-from conftest import REPO, default_config, run_snakemake, tool, write_config
+from conftest import REPO, default_config, job_counts, run_snakemake, tool, write_config
 from pickles import python2_label_pickle
 
 TRAITS = (*BIG_FIVE, "interview")
@@ -51,11 +51,7 @@ def test_first_impressions_dry_run_lists_the_jobs(tmp_path):
     result = run_snakemake(tmp_path, configfile, "-n", "--quiet", "rules")
     assert result.returncode == 0, result.stderr
     # 50 videos / 16 per shard -> 4 shards: 4 extraction jobs, one manifest, one QC table.
-    counts = {
-        line.split()[0]: int(line.split()[1])
-        for line in result.stdout.splitlines()
-        if len(line.split()) == 2 and line.split()[1].isdigit()
-    }
+    counts = job_counts(result.stdout)
     assert counts["extract_shard"] == 4, result.stdout
     assert counts["build_manifest"] == 1 and counts["summarise_qc"] == 1
     assert "generate_demo" not in counts
@@ -126,11 +122,7 @@ def test_full_corpus_dag_is_planned_in_shards(tmp_path):
     configfile = full_corpus_layout(tmp_path)
     result = run_snakemake(tmp_path, configfile, "-n", "--quiet", "rules")
     assert result.returncode == 0, result.stderr[-3000:]
-    counts = {
-        line.split()[0]: int(line.split()[1])
-        for line in result.stdout.splitlines()
-        if len(line.split()) == 2 and line.split()[1].isdigit()
-    }
+    counts = job_counts(result.stdout)
     assert counts["extract_shard"] == counts["detect_faces"] == counts["estimate_aus"] == 128
     assert counts["train_visual"] == 2 and counts["evaluate_models"] == 1
     assert counts["total"] <= 2000

@@ -8,7 +8,7 @@ import pytest
 
 from traitlens.labels import BIG_FIVE
 
-from conftest import default_config, run_snakemake, write_config
+from conftest import default_config, run_snakemake, tiny_models, write_config
 from test_workflow_config import fi_layout
 
 pytestmark = pytest.mark.workflow
@@ -19,10 +19,7 @@ def test_tiny_demo_runs_through_extraction(tmp_path):
     config["dataset"]["name"] = "tiny"
     config["demo"].update(n_videos=5, n_identities=5, duration_s=1.0, width=192, height=108)
     config["extract"].update(frame_width=192, frame_height=108, frames_per_video=4)
-    config["models"]["visual"].update(width_divisor=16, epochs=2)
-    config["models"]["img"]["input_size"] = 32
-    config["models"]["face"]["input_size"] = 32
-    config["evaluation"]["n_boot"] = 200
+    tiny_models(config, epochs=2)
     configfile = write_config(tmp_path / "tiny.yaml", config)
     result = run_snakemake(tmp_path, configfile)
     assert result.returncode == 0, result.stderr[-3000:]

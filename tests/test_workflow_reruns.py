@@ -17,7 +17,7 @@ from traitlens.demo.generate import default_outputs, generate
 from traitlens.labels import BIG_FIVE
 from traitlens.sharding import assign_shards
 
-from conftest import default_config, run_snakemake, write_config
+from conftest import default_config, job_counts, run_snakemake, tiny_models, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -57,10 +57,7 @@ def project(tmp_path_factory):
     config["dataset"] = {"name": "mine", "format": "manifest", "manifest": str(manifest)}
     config["sharding"].update(n_shards=N_SHARDS)  # pinned: adding a video moves no other
     config["extract"].update(frame_width=192, frame_height=108, frames_per_video=3)
-    config["models"]["visual"].update(width_divisor=16, epochs=1)
-    config["models"]["img"]["input_size"] = 32
-    config["models"]["face"]["input_size"] = 32
-    config["evaluation"]["n_boot"] = 200
+    tiny_models(config)
     configfile = write_config(root / "mine.yaml", config)
     first = run_snakemake(root, configfile)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -83,11 +80,7 @@ def planned_jobs(project, configfile=None) -> tuple[dict[str, int], set[str]]:
     if "Nothing to be done" in out:
         return {}, set()
     stats = out[out.index("Job stats:") :]
-    counts = {
-        line.split()[0]: int(line.split()[1])
-        for line in stats.splitlines()
-        if len(line.split()) == 2 and line.split()[1].isdigit()
-    }
+    counts = job_counts(stats)
     shards = set(re.findall(r"frames/(s\d+)\.h5", out.split("rule detect_faces")[0]))
     return counts, shards
 

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from slurm_cluster import PARTITION, Cluster, missing_tools
 
-from conftest import REPO, default_config, run_snakemake, write_config
+from conftest import REPO, default_config, run_snakemake, tiny_models, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -41,10 +41,7 @@ def tiny_config(path):
     config["dataset"]["name"] = "tiny"
     config["demo"].update(n_videos=5, n_identities=5, duration_s=1.0, fps=10, width=192, height=108)
     config["extract"].update(frame_width=192, frame_height=108, frames_per_video=3)
-    config["models"]["visual"].update(width_divisor=16, epochs=1)
-    config["models"]["img"]["input_size"] = 32
-    config["models"]["face"]["input_size"] = 32
-    config["evaluation"]["n_boot"] = 200
+    tiny_models(config)
     return write_config(path, config)
 
 

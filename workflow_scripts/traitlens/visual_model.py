@@ -71,6 +71,12 @@ def build_model(dan: DanConfig, weights: str | None, seed: int) -> DanPlus:
     return model
 
 
+def on_device(model: DanPlus, device: torch.device) -> DanPlus:
+    """The model on ``device``; channels_last on CUDA, the layout the loader hands over."""
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+
+
 def _batches(kind, index, plan, size, device, run: RunConfig):
     """(model input, labels, positions) per batch of ``plan``, on ``device``."""
     loader = batch_loader(
@@ -156,9 +162,7 @@ def train_visual(
         len(val_idx),
         device,
     )
-    model = build_model(dan, weights, train_cfg.seed).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = on_device(build_model(dan, weights, train_cfg.seed), device)
     settings = {
         "kind": kind,
         "dan": dataclasses.asdict(dan),
@@ -276,7 +280,7 @@ def predict_visual(
     """(frame table, video table): predictions for every usable frame of every split."""
     device = resolve_device(run.device)
     torch.set_num_threads(max(1, run.threads))
-    model = model.to(device)
+    model = on_device(model, device)
     index = build_index(kind, data_paths, labels)
     pred = predict_index(model, kind, index, batch_size, device, run)
     frames = pd.DataFrame(

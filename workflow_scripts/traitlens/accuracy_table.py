@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from traitlens.atomic import atomic_path, write_text_atomic
+from traitlens.atomic import atomic_path, save_figure, write_text_atomic
 from traitlens.bootstrap import bootstrap_mean_accuracy, paired_bootstrap
 from traitlens.errors import UserError
 from traitlens.labels import BIG_FIVE
@@ -332,9 +332,7 @@ def plot_accuracy(accuracy: pd.DataFrame, path: str | Path, confidence: float = 
     ax.grid(axis="y", color="0.9", linewidth=0.6)
     ax.set_axisbelow(True)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def _write_tsv(table: pd.DataFrame, path: str | Path) -> None:

@@ -37,3 +37,15 @@ def write_text_atomic(final: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``final`` atomically."""
     with atomic_path(final) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def save_figure(fig, final: str | os.PathLike[str], dpi: float | None = None) -> None:
+    """Save a matplotlib figure to ``final`` as PNG atomically, then close it.
+
+    ``dpi`` None keeps matplotlib's default (the figure's own dpi).
+    """
+    import matplotlib.pyplot as plt
+
+    with atomic_path(final) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)

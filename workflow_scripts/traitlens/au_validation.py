@@ -127,7 +127,7 @@ def scatter_figure(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from traitlens.atomic import atomic_path
+    from traitlens.atomic import save_figure
 
     n = max(len(planted), 1)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
@@ -144,6 +144,4 @@ def scatter_figure(
         ax.set_ylabel("estimated intensity")
     fig.suptitle("AU validation: planted vs estimated, per frame", fontsize=11)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)

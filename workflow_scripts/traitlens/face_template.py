@@ -27,7 +27,7 @@ import cv2
 import h5py
 import numpy as np
 
-from traitlens.atomic import atomic_path
+from traitlens.atomic import atomic_path, save_figure
 from traitlens.errors import UserError
 from traitlens.face_landmarks import REGIONS, connections, edge_indices, paths, polygon_area
 
@@ -217,6 +217,4 @@ def plot_regions(
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=9, frameon=False)
     fig.suptitle(f"Face template: {n} aligned frames, {size} x {size} px", fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 0.96))
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, out)

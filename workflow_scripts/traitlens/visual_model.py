@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from traitlens.atomic import atomic_path
+from traitlens.atomic import atomic_path, save_figure
 from traitlens.dan import DanConfig, DanPlus
 from traitlens.errors import UserError
 from traitlens.labels import BIG_FIVE
@@ -264,9 +264,7 @@ def plot_history(history: list[dict], title: str, path: str | Path) -> None:
     ax_mae.plot(table["epoch"], table["val_mae"], "s-", color="C1")
     ax_mae.set(xlabel="epoch", ylabel="validation MAE (video means)", title="validation")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def predict_visual(

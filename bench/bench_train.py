@@ -9,7 +9,7 @@ step, the loss read back each step, as ``train.train_model`` runs them) fed two 
   in-memory  every frame preloaded once, already resized to the model input
              (``resize_batch``), as one uint8 tensor on the device; a batch is gathered
              from it, then ``to_model_input`` (float, flips) as in training
-  loader     ``visual_model._batches``, what ``train_visual`` runs: ``build_index`` ->
+  loader     ``visual_model.model_batches``, what ``train_visual`` runs: ``build_index`` ->
              ``batch_loader`` (HDF5 reads and the uint8 resize batch by batch,
              ``num_workers`` processes, pinned memory on CUDA) -> ``to_model_input``
 
@@ -108,7 +108,7 @@ to_model_input = _mods["traitlens.train_data"].to_model_input
 resize_batch = _mods["traitlens.train_data"].resize_batch
 BIG_FIVE = importlib.import_module("traitlens.labels").BIG_FIVE
 RunConfig = _mods["traitlens.visual_model"].RunConfig
-loader_batches = _mods["traitlens.visual_model"]._batches
+loader_batches = _mods["traitlens.visual_model"].model_batches
 
 FRAMES_PER_VIDEO = 10  # the workflow's default
 

@@ -5,6 +5,11 @@ channel width divided by ``width_divisor`` for CPU demos). The head takes relu5_
 pool5, pools each by average AND max, L2-normalises the four vectors, concatenates them,
 and maps them with one linear layer and a sigmoid to the five traits.
 
+The CAM variant (:class:`DanCam`, ``head: cam``; METHOD.md 2) keeps the backbone up to
+relu5_3, adds one 3x3 conv layer (``cam_channels`` maps A_k, ReLU), averages each map
+globally and maps the averages with one linear layer and a sigmoid to the traits, so
+that trait t's class activation map is CAM_t = sum_k w_{k,t} A_k (Zhou et al. CVPR'16).
+
 Layers are named like the paper's MatConvNet net (conv1_1 ... conv5_3, relu*, pool1 ...
 pool5) so activations can be asked for by name; "conv5_3" in :meth:`VggBackbone.run`
 means that layer's output after its ReLU, the activation the interpretability analyses use.
@@ -46,6 +51,8 @@ class DanConfig:
     # dataset_mean: subtract mean_rgb (the paper); per_image: remove each image's own mean
     # and contrast instead, so global lighting changes need not be learned from few examples
     input_norm: str = "dataset_mean"
+    head: str = "dan_plus"  # dan_plus (METHOD.md 1) | cam (METHOD.md 2)
+    cam_channels: int = 1024  # maps of the CAM variant's extra conv layer (before width_divisor)
     n_outputs: int = len(TRAIT_ORDER)
 
     @classmethod
@@ -57,6 +64,9 @@ class DanConfig:
 
     def widths(self) -> list[int]:
         return [max(1, c // self.width_divisor) for _, c in VGG16_BLOCKS]
+
+    def cam_width(self) -> int:
+        return max(1, self.cam_channels // self.width_divisor)
 
 
 def _backbone_layers(widths: list[int], batch_norm: bool) -> list[tuple[str, nn.Module]]:
@@ -142,3 +152,40 @@ class DanPlus(nn.Module):
     def activations(self, pixels: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
         """Backbone activations by layer name (conv names mean post-ReLU)."""
         return self.backbone.run(self.normalise(pixels), layers)
+
+
+class DanCam(DanPlus):
+    """The CAM variant: backbone to relu5_3, a 3x3 conv + ReLU to ``cam_width`` maps,
+    global average pooling, linear, sigmoid. Same input contract as :class:`DanPlus`."""
+
+    def __init__(self, cfg: DanConfig):
+        super().__init__(cfg)
+        width = cfg.cam_width()
+        self.cam_conv = nn.Conv2d(cfg.widths()[-1], width, 3, padding=1)
+        self.head = nn.Linear(width, cfg.n_outputs)
+
+    def cam_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """A_k: the extra conv layer's maps after its ReLU, N x K x h x w (h = S/16)."""
+        a = self.backbone.run(self.normalise(pixels), ("conv5_3",))["conv5_3"]
+        return F.relu(self.cam_conv(a))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.head(self.cam_features(pixels).mean(dim=(2, 3))))
+
+    def class_activation_maps(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(CAM_t = sum_k w_{k,t} A_k as N x T x h x w, predictions N x T). The mean of
+        CAM_t plus the bias is trait t's logit, so the map splits the score over space."""
+        a = self.cam_features(pixels)
+        cams = torch.einsum("tk,nkhw->nthw", self.head.weight, a)
+        pred = torch.sigmoid(cams.mean(dim=(2, 3)) + self.head.bias)
+        return cams, pred
+
+
+HEADS = {"dan_plus": DanPlus, "cam": DanCam}
+
+
+def make_model(cfg: DanConfig) -> DanPlus:
+    """The network ``cfg.head`` names (freshly initialised)."""
+    if cfg.head not in HEADS:
+        raise ValueError(f"unknown head {cfg.head!r}; expected one of {sorted(HEADS)}")
+    return HEADS[cfg.head](cfg)

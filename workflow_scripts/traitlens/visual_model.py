@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from traitlens.atomic import atomic_path, save_figure
-from traitlens.dan import DanConfig, DanPlus
+from traitlens.dan import DanConfig, DanPlus, make_model
 from traitlens.errors import UserError
 from traitlens.labels import BIG_FIVE
 from traitlens.train import (
@@ -62,7 +62,7 @@ class RunConfig:
 def build_model(dan: DanConfig, weights: str | None, seed: int) -> DanPlus:
     """A DAN+ with seeded initialisation, its backbone optionally from a weights file."""
     seed_everything(seed)
-    model = DanPlus(dan)
+    model = make_model(dan)
     if weights:
         from traitlens.weights import load_backbone_weights
 
@@ -77,8 +77,9 @@ def on_device(model: DanPlus, device: torch.device) -> DanPlus:
     return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
 
 
-def _batches(kind, index, plan, size, device, run: RunConfig):
-    """(model input, labels, positions) per batch of ``plan``, on ``device``."""
+def model_batches(kind, index, plan, size, device, run: RunConfig):
+    """(model input, labels, positions) per batch of ``plan``, on ``device`` (CUDA: the
+    next batch is copied while the model works on this one)."""
     loader = batch_loader(
         kind, index, plan, size, run.num_workers, pin_memory=device.type == "cuda"
     )
@@ -126,7 +127,7 @@ def predict_index(
     out = np.empty((len(index), len(BIG_FIVE)), dtype=np.float32)
     plan = sequential_plan(len(index), batch_size)
     use_amp = run.amp and device.type == "cuda"
-    batches = _batches(kind, index, plan, model.cfg.input_size, device, run)
+    batches = model_batches(kind, index, plan, model.cfg.input_size, device, run)
     for x, _, pos in tqdm(batches, total=len(plan), desc="predicting", unit="batch"):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             pred = model(x)
@@ -179,7 +180,7 @@ def train_visual(
         plan = epoch_plan(
             len(train_idx), train_cfg.batch_size, train_cfg.seed, epoch, train_cfg.flip_p
         )
-        for x, y, _ in _batches(kind, train_idx, plan, dan.input_size, device, run):
+        for x, y, _ in model_batches(kind, train_idx, plan, dan.input_size, device, run):
             yield x, y
 
     def evaluate() -> tuple[float, float]:
@@ -234,7 +235,7 @@ def load_trained(path: str | Path) -> tuple[DanPlus, str]:
             f"{path}: not a traitlens weights file (format tag missing); delete it and rerun "
             "snakemake so that the train_visual rule rebuilds it"
         )
-    model = DanPlus(DanConfig.from_mapping(state["dan_config"]))
+    model = make_model(DanConfig.from_mapping(state["dan_config"]))
     model.load_state_dict(state["model"])
     return model.eval(), state["kind"]
 

@@ -1,4 +1,4 @@
-"""Emergence of AU detectors among a layer's units (METHOD.md 5), with its p-value.
+"""Emergence of AU detectors among a model's units (METHOD.md 5), with its p-value.
 
 F frames; {F_AU} = the N frames with the highest intensity of an AU; {F_unit} = the N
 frames with the highest activation of a unit; I_max = the largest |{F_AU} & {F_unit}|
@@ -7,14 +7,37 @@ upper tail of a hypergeometric distribution (F frames, N marked, N drawn); corre
 U units, p = 1 - (1 - tail)^U. Both are computed in log space so that neither underflows
 nor loses precision for large F. A permutation null (AU values shuffled over frames)
 gives the empirical false-positive rate next to the analytic p.
+
+The rule-level part (:func:`au_unit_frames`, :func:`emergence_table`, :func:`null_table`,
+:func:`plot_emergence`) joins the face model's activation dumps with the AU tables and
+searches all units of all dumped layers at once: U is their total, since the correction
+is over every unit searched. Ties at the N-th value are broken at random (seeded): frames
+that tie (an AU at 0 in most frames, a unit silent in most) would otherwise be taken in
+frame order, and an AU's and a unit's tied blocks would then share the same first frames
+and overlap by construction.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy.special import gammaln, logsumexp
+from tqdm import tqdm
+
+from traitlens.errors import UserError
+
+log = logging.getLogger("traitlens.au_emergence")
+
+TABLE_COLUMNS = (
+    "au", "unit", "layer", "i_max", "n", "f", "u", "p", "log10_p", "expected_overlap", "note",
+)  # fmt: skip
+NULL_COLUMNS = ("au", "n_permutations", "false_positive_rate")
+KEY_COLUMNS = ["video_id", "frame_index"]
 
 
 def _log_comb(n: np.ndarray | float, k: np.ndarray | float) -> np.ndarray:
@@ -48,12 +71,17 @@ def log_corrected_p(log_tail_value: float, u: int) -> float:
     return float(np.log(-np.expm1(inner)))
 
 
-def top_n_mask(values: np.ndarray, n: int) -> np.ndarray:
-    """Boolean mask (same shape) of the ``n`` largest entries of each column (ties broken
-    by frame order, deterministically)."""
+def top_n_mask(values: np.ndarray, n: int, tie_order: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask (same shape) of the ``n`` largest entries of each column. Ties are
+    broken by frame order, or, with ``tie_order`` (a permutation of the frames), by the
+    position in it: deterministic either way."""
     values = np.asarray(values)
     if values.ndim == 1:
-        return top_n_mask(values[:, None], n)[:, 0]
+        return top_n_mask(values[:, None], n, tie_order)[:, 0]
+    if tie_order is not None:
+        mask = np.empty(values.shape, dtype=bool)
+        mask[tie_order] = top_n_mask(values[tie_order], n)
+        return mask
     # stable sort of -values: among equal values the earlier frame wins
     order = np.argsort(-values, axis=0, kind="stable")[:n]
     mask = np.zeros(values.shape, dtype=bool)
@@ -101,3 +129,324 @@ def null_false_positive_rate(
         for _ in range(n_perm)
     )
     return hits / n_perm
+
+
+def significance_threshold(f: int, n: int, u: int, alpha: float) -> int:
+    """The smallest overlap k whose corrected p is below ``alpha`` (n + 1 when none is):
+    p falls with k, so 'best unit significant' is 'I_max >= k'."""
+    log_alpha = np.log(alpha)
+    for k in range(n + 1):
+        if log_corrected_p(log_tail(k, f, n), u) < log_alpha:
+            return k
+    return n + 1
+
+
+# --- the rule: dumps + AU tables -> table, null, figure --------------------------------
+
+
+def _success_flags(column: pd.Series) -> np.ndarray:
+    """The AU tables' success column as bool (text "true"/"false" or already bool)."""
+    if column.dtype == bool:
+        return column.to_numpy()
+    return column.astype(str).str.strip().str.lower().eq("true").to_numpy()
+
+
+def join_frames(
+    keys: pd.DataFrame, au_tables: pd.DataFrame, aus: Sequence[str], source: str = "the dumps"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of the dump kept (F,) in dump order, their AU values (F, A)): the dump's
+    frames (``keys``: video_id, frame_index) that have a successful AU row with every
+    AU in ``aus`` set (inner join). Logs how many frames each side lost, and why."""
+    aus = list(aus)
+    missing = [c for c in [*KEY_COLUMNS, "success", *aus] if c not in au_tables]
+    if missing:
+        raise UserError(
+            f"AU tables (aus/<shard>.tsv): missing column(s) {missing}; check config "
+            "analysis.au_emergence.aus against the AU columns, or rerun estimate_aus"
+        )
+    table = au_tables[[*KEY_COLUMNS, *aus]].copy()
+    table["video_id"] = table["video_id"].astype(str)
+    table["frame_index"] = table["frame_index"].astype(np.int64)
+    table["_success"] = _success_flags(au_tables["success"])
+    if table.duplicated(KEY_COLUMNS).any():
+        dup = table[table.duplicated(KEY_COLUMNS, keep=False)].iloc[0]
+        raise UserError(
+            f"AU tables: frame ({dup['video_id']}, {dup['frame_index']}) appears more than "
+            "once; the rule's aus input lists a shard twice or two data sets are mixed"
+        )
+    left = pd.DataFrame(
+        {
+            "video_id": keys["video_id"].astype(str).to_numpy(),
+            "frame_index": keys["frame_index"].astype(np.int64).to_numpy(),
+            "_row": np.arange(len(keys)),
+        }
+    )
+    if left.duplicated(KEY_COLUMNS).any():
+        raise UserError(
+            f"{source}: a frame appears twice in the dump's keys; delete it and rerun "
+            "snakemake so that dump_activations rebuilds it"
+        )
+    joined = left.merge(table, on=KEY_COLUMNS, how="left", indicator=True)
+    no_row = (joined["_merge"] == "left_only").to_numpy()
+    failed = ~no_row & ~joined["_success"].eq(True).to_numpy()
+    values = joined[aus].to_numpy(dtype=np.float64)
+    no_value = ~no_row & ~failed & ~np.isfinite(values).all(axis=1)
+    keep = ~(no_row | failed | no_value)
+    dumped = set(zip(left["video_id"], left["frame_index"], strict=True))
+    success_rows = table[table["_success"]]
+    unused = sum(
+        (v, f) not in dumped
+        for v, f in zip(success_rows["video_id"], success_rows["frame_index"], strict=True)
+    )
+    log.info(
+        "AU x unit frames: %d of %d dumped frames kept; dropped %d with no AU row, %d whose "
+        "AU row failed (no face), %d with an empty AU value; %d successful AU rows are not "
+        "in the dump (frames of splits or videos it does not cover)",
+        int(keep.sum()), len(keep), int(no_row.sum()), int(failed.sum()),
+        int(no_value.sum()), unused,
+    )  # fmt: skip
+    if not keep.any():
+        raise UserError(
+            f"{source}: no dumped frame has a successful AU row; are the dumps and the AU "
+            "tables from the same data set?"
+        )
+    return joined["_row"].to_numpy()[keep], values[keep]
+
+
+def au_unit_frames(
+    dump_paths: Sequence[str | Path], au_tables: pd.DataFrame, aus: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
+    """(au_values (F, A), unit_max (F, U_total), unit_labels [(layer, unit)]): the
+    frames the dumps and the successful AU rows share; a unit's value per frame is the
+    dump's ``max`` reduction, the layers' units side by side in ``dump_paths`` order."""
+    from traitlens.activation_dump import dump_info, read_keys, read_reduction
+
+    if not dump_paths:
+        raise UserError("find_au_detectors: no activation dump given (config activations.layers)")
+    first_keys: pd.DataFrame | None = None
+    blocks, labels = [], []
+    for path in dump_paths:
+        keys = read_keys(path)
+        if first_keys is None:
+            first_keys = keys
+        elif len(keys) != len(first_keys) or not (
+            np.array_equal(keys["video_id"].astype(str), first_keys["video_id"].astype(str))
+            and np.array_equal(keys["frame_index"], first_keys["frame_index"])
+        ):
+            raise UserError(
+                f"{path}: its frames are not those of {dump_paths[0]} in the same order; "
+                "every layer of one model must come from the same dump_activations run: "
+                "delete the model's activation dumps and rerun snakemake"
+            )
+        values = np.asarray(read_reduction(path, "max"), dtype=np.float32)
+        if values.ndim != 2 or len(values) != len(keys):
+            raise UserError(
+                f"{path}: dataset max has shape {values.shape}, expected ({len(keys)}, units); "
+                "delete it and rerun snakemake so that dump_activations rebuilds it"
+            )
+        layer = str(dump_info(path).get("layer") or Path(path).stem)
+        labels += [(layer, u) for u in range(values.shape[1])]
+        blocks.append(values)
+    rows, au_values = join_frames(first_keys, au_tables, aus, str(dump_paths[0]))
+    return au_values, np.concatenate(blocks, axis=1)[rows], labels
+
+
+def _clamped_n(n_top: int, f: int) -> int:
+    if n_top < 1:
+        raise UserError(f"config analysis.au_emergence.n_top must be >= 1, got {n_top}")
+    if f < 1:
+        raise UserError("AU emergence: no frame to analyse")
+    if n_top > f:
+        log.warning("n_top %d is larger than the %d frames: using N = %d", n_top, f, f)
+    return min(int(n_top), f)
+
+
+def _check_shapes(au_values: np.ndarray, unit_max: np.ndarray, aus: Sequence[str]) -> None:
+    if au_values.ndim != 2 or unit_max.ndim != 2 or len(au_values) != len(unit_max):
+        raise ValueError(f"AU values {au_values.shape} and units {unit_max.shape} do not match")
+    if au_values.shape[1] != len(aus):
+        raise ValueError(f"{au_values.shape[1]} AU columns but {len(aus)} AU names")
+
+
+def _masks(
+    au_values: np.ndarray, unit_max: np.ndarray, n: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(AU top-N masks (F, A), unit top-N masks (F, U)), ties broken by two independent
+    seeded frame orders (one shared order would line the tied blocks up)."""
+    rng = np.random.default_rng(seed)
+    f = len(au_values)
+    au_order, unit_order = rng.permutation(f), rng.permutation(f)
+    return top_n_mask(au_values, n, au_order), top_n_mask(unit_max, n, unit_order)
+
+
+def _constant(column: np.ndarray) -> bool:
+    return bool(np.ptp(column) == 0)
+
+
+def emergence_table(
+    au_values: np.ndarray,
+    unit_max: np.ndarray,
+    unit_labels: Sequence[tuple[str, int]],
+    aus: Sequence[str],
+    n_top: int,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """One row per AU: its best unit over all units (``unit_labels`` name them), I_max,
+    N, F, U and the corrected p (:data:`TABLE_COLUMNS`). An AU constant over all frames
+    gets p = 1, unit -1 and a note instead of an arbitrary best unit."""
+    au_values = np.asarray(au_values, dtype=np.float64)
+    unit_max = np.asarray(unit_max)
+    _check_shapes(au_values, unit_max, aus)
+    f, u = unit_max.shape
+    if len(unit_labels) != u:
+        raise ValueError(f"{len(unit_labels)} unit labels for {u} units")
+    n = _clamped_n(n_top, f)
+    au_mask, unit_mask = _masks(au_values, unit_max, n, seed)
+    rows = []
+    for a, au in enumerate(aus):
+        column = au_values[:, a]
+        base = {"au": au, "n": n, "f": f, "u": u, "expected_overlap": n * n / f}
+        if _constant(column):
+            rows.append(
+                {**base, "unit": -1, "layer": "", "i_max": 0, "p": 1.0, "log10_p": 0.0,
+                 "note": f"constant ({column[0]:g}) over all {f} frames: no best unit"}
+            )  # fmt: skip
+            continue
+        overlap = unit_mask[au_mask[:, a]].sum(axis=0)  # (U,): |F_AU & F_unit| per unit
+        best = int(np.argmax(overlap))
+        k = int(overlap[best])
+        log_p = log_corrected_p(log_tail(k, f, n), u)
+        notes = []
+        cut = np.sort(column)[::-1][n - 1]  # the N-th largest value
+        tied = int((column == cut).sum())
+        if n < f and tied > 1 and int((column >= cut).sum()) > n:
+            notes.append(f"{tied} frames tie at the N-th value {cut:g}: taken at random")
+        others = int((overlap == k).sum()) - 1
+        if others:
+            notes.append(f"{others} other unit(s) reach the same I_max")
+        layer, unit = unit_labels[best]
+        rows.append(
+            {**base, "unit": int(unit), "layer": str(layer), "i_max": k,
+             "p": float(np.exp(log_p)), "log10_p": float(log_p / np.log(10)),
+             "note": "; ".join(notes)}
+        )  # fmt: skip
+    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+
+
+def null_table(
+    au_values: np.ndarray,
+    unit_max: np.ndarray,
+    aus: Sequence[str],
+    n_top: int,
+    alpha: float,
+    n_permutations: int,
+    seed: int,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Per AU, the share of ``n_permutations`` permutations of the frames (all AUs
+    shuffled together, the units kept) whose best unit reaches p < alpha; row 'all' is
+    that share over every permutation and non-constant AU pooled (the per-AU rate to set
+    against alpha). A constant AU is not tested (rate NaN, 0 permutations).
+
+    The top-N masks are computed once; a permutation moves the AUs' N marked frames, so
+    the (A x F) @ (F x U) overlap product is a sum of N unit-mask rows per AU, and
+    'p < alpha' is 'I_max >= k*' with k* from :func:`significance_threshold`.
+    """
+    au_values = np.asarray(au_values, dtype=np.float64)
+    unit_max = np.asarray(unit_max)
+    _check_shapes(au_values, unit_max, aus)
+    if n_permutations < 1:
+        raise UserError(
+            f"config analysis.au_emergence.n_permutations must be >= 1, got {n_permutations}"
+        )
+    if not 0 < alpha < 1:
+        raise UserError(f"config analysis.au_emergence.alpha must be in (0, 1), got {alpha}")
+    f, u = unit_max.shape
+    n = _clamped_n(n_top, f)
+    au_mask, unit_mask = _masks(au_values, unit_max, n, seed)
+    tested = [a for a in range(len(aus)) if not _constant(au_values[:, a])]
+    k_star = significance_threshold(f, n, u, alpha)
+    hits = np.zeros(len(aus), dtype=np.int64)
+    if tested:
+        marked = np.stack([np.flatnonzero(au_mask[:, a]) for a in tested])  # (A', N)
+        # a separate stream from the tie-breaking one: the null draws its own frames
+        rng = np.random.default_rng([seed, 1])
+        bar = tqdm(range(n_permutations), desc="null", unit="perm", disable=not progress)
+        for _ in bar:
+            moved = rng.permutation(f)[marked]  # where each marked frame lands
+            i_max = unit_mask[moved].sum(axis=1).max(axis=1)  # (A',)
+            hits[tested] += i_max >= k_star
+    rows = [
+        {
+            "au": au,
+            "n_permutations": n_permutations if a in tested else 0,
+            "false_positive_rate": hits[a] / n_permutations if a in tested else float("nan"),
+        }
+        for a, au in enumerate(aus)
+    ]
+    pooled = hits[tested].sum() / (n_permutations * len(tested)) if tested else float("nan")
+    rows.append(
+        {"au": "all", "n_permutations": n_permutations * len(tested), "false_positive_rate": pooled}
+    )
+    return pd.DataFrame(rows, columns=list(NULL_COLUMNS))
+
+
+def write_table(table: pd.DataFrame, path: str | Path) -> None:
+    """TSV, atomically; p values keep their significant digits (%.6g: a fixed number of
+    decimals would print every small p as 0), NaN as an empty cell."""
+    from traitlens.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, na_rep="", float_format="%.6g")
+
+
+def plot_emergence(table: pd.DataFrame, null: pd.DataFrame, alpha: float, path: str | Path) -> None:
+    """Top: -log10 p per AU, the alpha line, significant bars coloured, each bar annotated
+    with its best unit (layer#unit) and I_max. Bottom: the null's false-positive rate per
+    AU against alpha."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from traitlens.atomic import save_figure
+
+    aus = list(table["au"])
+    x = np.arange(len(aus))
+    height = -table["log10_p"].to_numpy(dtype=float)
+    significant = table["log10_p"].to_numpy(dtype=float) < np.log10(alpha)
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(max(6.0, 0.55 * len(aus) + 2), 7.0), height_ratios=[2, 1], sharex=True
+    )
+    top.bar(x, height, color=np.where(significant, "tab:red", "tab:gray"))
+    top.axhline(-np.log10(alpha), color="k", ls="--", lw=0.8, label=f"alpha = {alpha:g}")
+    ceiling = max(float(height.max()) if len(height) else 0.0, -np.log10(alpha)) * 1.25 + 0.5
+    top.set_ylim(0, ceiling)
+    for xi, row, h in zip(x, table.itertuples(), height, strict=True):
+        label = "—" if int(row.unit) < 0 else f"{row.layer}#{row.unit}\nI={row.i_max}"
+        top.annotate(label, (xi, h), xytext=(0, 2), textcoords="offset points",
+                     ha="center", va="bottom", fontsize=6, rotation=90)  # fmt: skip
+    n0 = table.iloc[0] if len(table) else None
+    detail = f" (N = {n0['n']}, F = {n0['f']}, U = {n0['u']})" if n0 is not None else ""
+    top.set_ylabel("-log10 p (corrected for U units)")
+    top.set_title(f"AU detector emergence: best unit per AU{detail}", fontsize=10)
+    from matplotlib.patches import Patch
+
+    handles = [
+        *top.get_legend_handles_labels()[0],
+        Patch(color="tab:red", label="p < alpha"),
+        Patch(color="tab:gray", label="not significant"),
+    ]
+    top.legend(handles=handles, loc="upper right", fontsize=8)
+    per_au = null.set_index("au")["false_positive_rate"].reindex(aus).to_numpy(dtype=float)
+    bottom.bar(x, np.nan_to_num(per_au), color="tab:blue")
+    bottom.axhline(alpha, color="k", ls="--", lw=0.8, label=f"alpha = {alpha:g}")
+    pooled = null.loc[null["au"] == "all", "false_positive_rate"]
+    pooled_text = f"{float(pooled.iloc[0]):.3f}" if len(pooled) else "n/a"
+    bottom.set_ylabel("false-positive rate")
+    bottom.set_title(f"permutation null (all AUs pooled: {pooled_text})", fontsize=10)
+    bottom.set_ylim(0, max(2.5 * alpha, float(np.nanmax(per_au, initial=0.0)) * 1.2))
+    bottom.legend(loc="upper right", fontsize=8)
+    bottom.set_xticks(x, aus, rotation=45, ha="right", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)

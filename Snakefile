@@ -14,6 +14,8 @@ include: "rules/extract.smk"
 include: "rules/faces.smk"
 include: "rules/aus.smk"
 include: "rules/train.smk"
+include: "rules/activations.smk"
+include: "rules/analysis.smk"
 
 
 rule all:
@@ -27,3 +29,4 @@ rule all:
         f"{RESULTS}/tables/accuracy.tsv",
         expand(f"{RESULTS}/figures/loss_{{model}}.png", model=VISUAL_MODELS),
         planted_validation(),
+        interpretability_outputs(),

@@ -10,6 +10,8 @@ min_version("9.0")
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
 from traitlens.errors import UserError  # noqa: E402
+from traitlens.face_landmarks import REGIONS as REGION_NAMES  # noqa: E402
+from traitlens.labels import BIG_FIVE as TRAITS  # noqa: E402
 from traitlens.sharding import assign_shards, shard_count  # noqa: E402
 from traitlens.sources import dataset_videos  # noqa: E402
 
@@ -85,23 +87,34 @@ def au_inputs(wildcards):
 # --- models ---------------------------------------------------------------------------
 
 VISUAL_MODELS = ("img", "face")
+# The CAM variants (METHOD.md 2), trained on the same data as img / face
+CAM_MODELS = ("img_cam", "face_cam")
 # The linear and fused models, and the order the accuracy table lists them in
 EVALUATED_MODELS = ("img+audio", "img", "face", "audio", "aus")
 
 
 wildcard_constraints:
-    model="img|face",
+    model="img|face|img_cam|face_cam",
     linear="audio|aus",
 
 
-def visual_inputs(wildcards):
-    """Shard files a visual model reads: frames for img, aligned faces for face."""
-    folder = "frames" if wildcards.model == "img" else "faces"
+def model_kind(model):
+    """What a visual model sees: img (frames) or face (aligned crops)."""
+    return "img" if model in ("img", "img_cam") else "face"
+
+
+def shard_data(kind):
+    """The shard files with a kind's pixels: frames for img, aligned faces for face."""
+    folder = "frames" if kind == "img" else "faces"
     return per_shard(f"{RESULTS}/{folder}/{{shard}}.h5")
 
 
+def visual_inputs(wildcards):
+    return shard_data(model_kind(wildcards.model))
+
+
 def visual_settings(wildcards):
-    """models.visual with the model's own keys (models.img / models.face) on top."""
+    """models.visual with the model's own keys (e.g. models.img) on top."""
     return {**config["models"]["visual"], **config["models"][wildcards.model]}
 
 
@@ -117,3 +130,68 @@ def model_predictions(model):
 
 
 TRAIN_RESOURCES = {"gpu": 1} if config["train"]["gpu"] else {}
+
+
+# --- interpretability -----------------------------------------------------------------
+
+ANALYSIS = config["analysis"]
+ACTIVATIONS = config["activations"]
+DUMP_LAYERS = ACTIVATIONS["layers"]
+# CAM sources (METHOD.md 2): the CAM variants on frames and on faces, and Grad-CAM of
+# the DAN+ image model as a cross-check; the weights each one reads
+CAM_SOURCES = {"img": "img_cam", "face": "face_cam", "img_gradcam": "img"}
+# Sources whose maps lie over whole frames, so their overlap with the face box means something
+FRAME_CAM_SOURCES = ("img", "img_gradcam")
+
+
+wildcard_constraints:
+    source="|".join(CAM_SOURCES),
+    layer="|".join(DUMP_LAYERS),
+
+
+def model_inputs(model):
+    """A trained visual model, the labels and the shard files it reads."""
+    return {
+        "weights": f"{RESULTS}/models/{model}/weights.pt",
+        "labels": f"{RESULTS}/manifest.tsv",
+        "data": shard_data(model_kind(model)),
+    }
+
+
+def trained_model_inputs(wildcards):
+    return model_inputs(wildcards.model)
+
+
+def cam_inputs(wildcards):
+    return model_inputs(CAM_SOURCES[wildcards.source])
+
+
+def cam_data(wildcards):
+    return shard_data(model_kind(CAM_SOURCES[wildcards.source]))
+
+
+def cam_figures(source):
+    return [f"{RESULTS}/figures/cam_{source}_{trait}.png" for trait in TRAITS]
+
+
+def dumps(model):
+    return [f"{RESULTS}/activations/{model}/{layer}.h5" for layer in DUMP_LAYERS]
+
+
+def interpretability_outputs():
+    """What rule all asks of the interpretability stage (METHOD.md 2, 4, 5)."""
+    outputs = [f for source in CAM_SOURCES for f in cam_figures(source)]
+    outputs.append(f"{RESULTS}/tables/cam_face_overlap.tsv")
+    for model in ACTIVATIONS["models"]:
+        outputs += dumps(model)
+        outputs += [
+            f"{RESULTS}/figures/units_{model}_{layer}.png" for layer in DUMP_LAYERS
+        ]
+    if "face" in ACTIVATIONS["models"]:
+        outputs += [
+            f"{RESULTS}/tables/detectors.tsv",
+            f"{RESULTS}/tables/au_emergence.tsv",
+        ]
+        if DATASET["format"] == "demo":
+            outputs.append(f"{RESULTS}/validation/planted.json")
+    return outputs

@@ -27,6 +27,7 @@ rule train_visual:
         mem_mb=4000,
     params:
         model=visual_settings,
+        kind=lambda wildcards: model_kind(wildcards.model),
         run=config["train"],
         # not an output: a killed job resumes from here, a finished one leaves the last
         checkpoints=lambda wildcards: f"{RESULTS}/models/{wildcards.model}/checkpoints",

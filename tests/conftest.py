@@ -88,9 +88,10 @@ def run_snakemake(workdir: Path, configfile: Path, *args: str, timeout: int = 90
 def tiny_models(config: dict, epochs: int = 1) -> dict:
     """Models small enough for a workflow test: a VGG16 / 16 at 32x32, few resamples."""
     config["models"]["visual"].update(width_divisor=16, epochs=epochs)
-    config["models"]["img"]["input_size"] = 32
-    config["models"]["face"]["input_size"] = 32
+    for model in ("img", "face", "img_cam", "face_cam"):
+        config["models"][model]["input_size"] = 32
     config["evaluation"]["n_boot"] = 200
+    config["analysis"]["au_emergence"]["n_permutations"] = 20
     return config
 
 

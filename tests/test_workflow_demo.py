@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import h5py
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -64,9 +65,47 @@ def test_tiny_demo_runs_through_extraction(tmp_path):
         )
         assert len(frames) == 5 * 4
     assert (tmp_path / "results/tiny/figures/accuracy.png").stat().st_size > 10_000
+    check_interpretability(tmp_path / "results/tiny", manifest)
 
     again = run_snakemake(tmp_path, configfile, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def check_interpretability(results, manifest):
+    """The issue-5 outputs of a tiny demo run exist and hold what their contract says."""
+    import json
+
+    n_test_frames = 4 * int((manifest["split"] == "test").sum())
+    for source in ("img", "face", "img_gradcam"):
+        with h5py.File(results / f"cam/{source}.h5") as h5:
+            assert h5["maps"].shape[:2] == (n_test_frames, 5)
+            assert np.isfinite(h5["maps"][:]).all()
+        for trait in BIG_FIVE:
+            assert (results / f"figures/cam_{source}_{trait}.png").stat().st_size > 5_000
+    overlap = pd.read_csv(results / "tables/cam_face_overlap.tsv", sep="\t")
+    assert set(overlap["source"]) == {"img", "img_gradcam"}
+    assert len(overlap) == 2 * 5 * n_test_frames
+    assert overlap["overlap"].dropna().between(0, 1).all()
+    for layer in ("conv4_3", "conv5_1", "conv5_2", "conv5_3"):
+        with h5py.File(results / f"activations/face/{layer}.h5") as h5:
+            assert h5.attrs["n_frames"] == len(manifest) * 4 == len(h5["max"])
+            assert h5["top_index"].shape == (h5.attrs["n_units"], h5.attrs["top_k"])
+        assert (results / f"figures/units_face_{layer}.png").stat().st_size > 5_000
+    detectors = pd.read_csv(results / "tables/detectors.tsv", sep="\t")
+    assert set(detectors["region"]) == {"eyebrows", "eyes", "nose", "mouth"}
+    assert detectors["score"].between(0, 1 + 1e-6).all()
+    emergence = pd.read_csv(results / "tables/au_emergence.tsv", sep="\t")
+    assert list(emergence.columns[:8]) == ["au", "unit", "layer", "i_max", "n", "f", "u", "p"]
+    assert len(emergence) == 17 and emergence["p"].between(0, 1).all()
+    planted = json.loads((results / "validation/planted.json").read_text())
+    for key in (
+        "cam_true_face_overlap_share",
+        "detector_precision",
+        "planted_aus_significant_share",
+        "unplanted_aus_significant_share",
+        "null_false_positive_rate",
+    ):
+        assert key in planted
 
 
 def test_code_running_label_file_stops_the_run_cleanly(tmp_path):

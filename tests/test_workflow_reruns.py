@@ -115,7 +115,7 @@ def test_a_label_change_reruns_training_not_extraction(project):
     counts, _ = planned_jobs(project)
     for rule in PER_SHARD_RULES:
         assert rule not in counts, counts
-    assert counts.get("train_visual") == 2 and counts.get("evaluate_models") == 1, counts
+    assert counts.get("train_visual") == 4 and counts.get("evaluate_models") == 1, counts
     again = run_snakemake(project["root"], project["configfile"])
     assert again.returncode == 0, again.stderr[-3000:]
 
@@ -128,5 +128,5 @@ def test_more_frames_per_video_reruns_extraction(project):
     used = assign_shards([v.stem for v in project["videos"]], N_SHARDS)  # non-empty shards
     assert len(used) > 1
     assert counts.get("extract_shard") == len(used), counts
-    assert counts.get("detect_faces") == len(used) and counts.get("train_visual") == 2
+    assert counts.get("detect_faces") == len(used) and counts.get("train_visual") == 4
     assert shards == set(used)

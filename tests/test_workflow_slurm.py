@@ -22,6 +22,9 @@ COMPARED = (
     "models/face/frame_predictions.tsv",
     "models/audio/predictions.tsv",
     "models/aus/predictions.tsv",
+    "tables/cam_face_overlap.tsv",
+    "tables/detectors.tsv",
+    "tables/au_emergence.tsv",
 )
 
 
@@ -52,7 +55,7 @@ def test_slurm_run_matches_a_local_run(cluster, tmp_path):
     result = run_snakemake(local, tiny_config(local / "tiny.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
 
-    gpu_rules = "train_visual", "predict_visual"
+    gpu_rules = "train_visual", "predict_visual", "dump_activations", "compute_cam"
     result = run_snakemake(
         remote,
         tiny_config(remote / "tiny.yaml"),

@@ -20,7 +20,7 @@ def main() -> None:
     settings = dict(sm.params.model)
     run = RunConfig.from_mapping({**sm.params.run, "threads": sm.threads})
     model, history = train_visual(
-        kind=sm.wildcards.model,
+        kind=sm.params.kind,
         data_paths=list(sm.input.data),
         labels=read_labels(sm.input.labels),
         dan=DanConfig.from_mapping(settings),
@@ -29,7 +29,7 @@ def main() -> None:
         run=run,
         checkpoints=Path(sm.params.checkpoints),
     )
-    save_weights(model, sm.wildcards.model, sm.output.weights)
+    save_weights(model, sm.params.kind, sm.output.weights)
     write_history(history, sm.output.history)
     plot_history(history, f"{sm.wildcards.model} model", sm.output.figure)
 

@@ -511,12 +511,17 @@ def find_detectors(
                 "one (the field's fraction of the input side)"
             )
         top_index, top_value, top_maps = activation_dump.read_top(dump)
-        if n_top > top_maps.shape[1]:
+        layer_n_top = n_top
+        if n_top > top_maps.shape[1] == int(info["n_frames"]):
+            # a data set smaller than top_k: the dump already holds every frame
+            log.warning("%s: only %d frames; n_top %d lowered to it", dump, top_maps.shape[1], n_top)
+            layer_n_top = top_maps.shape[1]
+        elif n_top > top_maps.shape[1]:
             raise UserError(
                 f"analysis.detectors.n_top ({n_top}) exceeds the top_k ({top_maps.shape[1]}) "
                 f"that {dump} stores; lower n_top or raise activations.top_k"
             )
-        hist = region_histograms(top_maps, n_top, size, float(segmentation["threshold"]))
+        hist = region_histograms(top_maps, layer_n_top, size, float(segmentation["threshold"]))
         scores = region_scores(hist, masks)
         iou = None
         if bool(info.get("stores_maps", False)):

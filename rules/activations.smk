@@ -1,0 +1,28 @@
+# Per-unit activation dumps (METHOD.md 4, 5): one HDF5 file per model and layer with
+# per-frame reductions, each unit's top-K frames and their maps, optionally all maps.
+
+
+rule dump_activations:
+    input:
+        unpack(trained_model_inputs),
+    output:
+        dumps=dumps("{model}"),
+    log:
+        f"{LOGS}/dump_activations/{{model}}.log",
+    benchmark:
+        f"{BENCHMARKS}/dump_activations/{{model}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        **TRAIN_RESOURCES,
+        mem_mb=4000,
+    params:
+        layers=DUMP_LAYERS,
+        splits=ACTIVATIONS["splits"],
+        top_k=ACTIVATIONS["top_k"],
+        store_maps=ACTIVATIONS["store_maps"],
+        batch_size=ACTIVATIONS["batch_size"],
+        run=config["train"],
+    script:
+        "../workflow_scripts/dump_activations.py"

@@ -301,7 +301,9 @@ def test_json_ready_turns_nan_into_null():
 
 
 def test_goals_can_be_overridden_and_are_checked():
-    cam = {"share": 0.8, "n_maps": 5, "n_scored": 5, "n_empty": 0, "n_no_truth": 0}
+    cam = {"share": 0.8, "n_maps": 5, "n_scored": 5, "n_empty": 0, "n_no_truth": 0,
+           "median_overlap": 0.9, "peak_in_face_share": 1.0, "ideal_share": 0.5,
+           "ideal_median_overlap": 0.85}  # fmt: skip
     detectors = pd.DataFrame(
         {"region": ["eyes"], "histogram_detector": [True], "netdissect_detector": [True]}
     )
@@ -314,3 +316,33 @@ def test_goals_can_be_overridden_and_are_checked():
     assert math.isnan(doc["unplanted_aus_significant_share"])  # no unplanted AU in the table
     with pytest.raises(UserError, match="goals.null_false_positive_rate"):
         score_planted(*args, goals={"null_false_positive_rate": ["<", 0.05]})
+
+
+def test_pointing_game_uses_the_peak_cell_centre():
+    from traitlens.planted import peak_in_box
+
+    maps = np.zeros((2, 1, 4, 4), np.float32)
+    maps[0, 0, 1, 2] = 1.0  # cell centre at x = 2.5 * 100 / 4 - 0.5 = 62, y = 1.5 * 25 - 0.5 = 37
+    maps[1, 0, 3, 0] = 1.0  # x = 12, y = 87
+    boxes = np.array([[60, 30, 70, 40], [60, 30, 70, 40]], float)
+    sizes = np.array([100, 100])
+    assert peak_in_box(maps, boxes, sizes, sizes)[:, 0].tolist() == [True, False]
+
+
+def test_box_coverage_maps_are_the_ceiling_of_the_overlap():
+    from traitlens.cam_overlap import frame_overlaps
+    from traitlens.planted import box_coverage_maps
+
+    # a box exactly on cells (1..2, 1..2) of a 4 x 4 grid over 100 x 100 pixels
+    boxes = np.array([[25, 25, 74, 74]], float)
+    cover = box_coverage_maps(boxes, 100, 100, (4, 4))[0, 0]
+    expected = np.zeros((4, 4))
+    expected[1:3, 1:3] = 1.0
+    np.testing.assert_allclose(cover, expected, atol=1e-9)
+    # upsampled and binarised at 20% of its max the ideal map still spills over the box
+    ideal = frame_overlaps(cover[None, None], boxes, 100, 100, 0.2)[0, 0]
+    assert 0.5 < ideal < 0.9
+    # a map on the box only, at full resolution, would overlap completely
+    full = np.zeros((1, 1, 100, 100), np.float32)
+    full[0, 0, 25:75, 25:75] = 1
+    assert frame_overlaps(full, boxes, 100, 100, 0.2)[0, 0] == pytest.approx(1.0)

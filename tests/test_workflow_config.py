@@ -124,7 +124,8 @@ def test_full_corpus_dag_is_planned_in_shards(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout)
     assert counts["extract_shard"] == counts["detect_faces"] == counts["estimate_aus"] == 128
-    assert counts["train_visual"] == 2 and counts["evaluate_models"] == 1
+    assert counts["train_visual"] == 4 and counts["evaluate_models"] == 1
+    assert counts["dump_activations"] == 1 and counts["find_detectors"] == 1
     assert counts["total"] <= 2000
 
 

@@ -514,7 +514,9 @@ def find_detectors(
         layer_n_top = n_top
         if n_top > top_maps.shape[1] == int(info["n_frames"]):
             # a data set smaller than top_k: the dump already holds every frame
-            log.warning("%s: only %d frames; n_top %d lowered to it", dump, top_maps.shape[1], n_top)
+            log.warning(
+                "%s: only %d frames; n_top %d lowered to it", dump, top_maps.shape[1], n_top
+            )
             layer_n_top = top_maps.shape[1]
         elif n_top > top_maps.shape[1]:
             raise UserError(

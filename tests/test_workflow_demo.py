@@ -66,6 +66,7 @@ def test_tiny_demo_runs_through_extraction(tmp_path):
         assert len(frames) == 5 * 4
     assert (tmp_path / "results/tiny/figures/accuracy.png").stat().st_size > 10_000
     check_interpretability(tmp_path / "results/tiny", manifest)
+    check_report(tmp_path, configfile)
 
     again = run_snakemake(tmp_path, configfile, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -106,6 +107,26 @@ def check_interpretability(results, manifest):
         "null_false_positive_rate",
     ):
         assert key in planted
+
+
+def check_report(workdir, configfile):
+    """snakemake --report builds one HTML file holding every study category, in order."""
+    report = workdir / "results/tiny/report.html"
+    result = run_snakemake(workdir, configfile, "--report", str(report))
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = report.read_text(encoding="utf-8", errors="replace")
+    assert len(html) > 1_000_000  # figures are embedded
+    categories = [
+        "1. Models",
+        "2. Discriminative regions (CAM)",
+        "4. Interpretability of the face CNN",
+        "5. Action Units",
+        "6. Scored against the planted truth",
+    ]
+    positions = [html.find(c) for c in categories]
+    assert all(p >= 0 for p in positions), dict(zip(categories, positions, strict=True))
+    for name in ("cam_img_openness.png", "detectors.tsv", "au_emergence.png", "planted.tsv"):
+        assert name in html
 
 
 def test_code_running_label_file_stops_the_run_cleanly(tmp_path):

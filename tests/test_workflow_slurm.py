@@ -45,6 +45,7 @@ def tiny_config(path):
     config["demo"].update(n_videos=5, n_identities=5, duration_s=1.0, fps=10, width=192, height=108)
     config["extract"].update(frame_width=192, frame_height=108, frames_per_video=3)
     tiny_models(config)
+    config["activations"]["layers"] = ["conv5_3"]  # one layer: fewer jobs through sbatch
     return write_config(path, config)
 
 

@@ -267,7 +267,7 @@ def test_au_unit_frames_joins_successful_rows_and_concatenates_layers(tmp_path, 
     values = np.array([[0.5, 0.6], [0.1, 0.2], [np.nan, np.nan], [0.3, np.nan], [0.9, 0.9]])
     table = _au_rows(au_keys, values, [True, True, False, True, True])
     with caplog.at_level(logging.INFO, logger="traitlens.au_emergence"):
-        au_values, unit_max, labels = au_unit_frames(
+        au_values, unit_max, labels, videos = au_unit_frames(
             [tmp_path / "conv4_3.h5", tmp_path / "conv5_3.h5"], table, ["AU01", "AU12"]
         )
     assert labels == [
@@ -280,6 +280,7 @@ def test_au_unit_frames_joins_successful_rows_and_concatenates_layers(tmp_path, 
     # kept, in dump order: v1/0 (dump row 0) and v2/5 (dump row 3)
     np.testing.assert_allclose(au_values, [[0.1, 0.2], [0.5, 0.6]])
     np.testing.assert_allclose(unit_max, np.hstack([a, b])[[0, 3]])
+    assert videos.tolist() == ["v1", "v2"]
     assert (
         "2 of 5 dumped frames kept; dropped 1 with no AU row, 1 whose AU row failed (no "
         "face), 1 with an empty AU value; 1 successful AU rows are not in the dump"
@@ -392,3 +393,40 @@ def test_entry_writes_table_null_and_figure(tmp_path):
     assert (
         "null false-positive rate over all AUs" in (tmp_path / "find_au_detectors.log").read_text()
     )
+
+
+def test_group_shuffle_moves_frames_only_within_their_group():
+    from traitlens.au_emergence import _group_shuffler
+
+    groups = np.array(["b", "a", "b", "c", "a", "b"])
+    shuffle = _group_shuffler(groups, len(groups))
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(50):
+        perm = shuffle(rng)
+        assert sorted(perm.tolist()) == list(range(6))  # a permutation
+        assert (groups[perm] == groups).all()  # every frame lands in its own group
+        seen.add(tuple(perm))
+    assert len(seen) > 1  # and it does shuffle
+
+
+def test_within_video_null_exposes_a_video_level_confound():
+    """An AU whose level is a property of the video (no frame-level link) and a unit that
+    tells the videos apart: the global null calls the overlap rare, the within-video null
+    does not."""
+    rng = np.random.default_rng(3)
+    n_videos, per_video = 40, 25
+    videos = np.repeat(np.arange(n_videos), per_video)
+    level = rng.random(n_videos)
+    au = (level[videos] + 0.01 * rng.standard_normal(len(videos)))[:, None]
+    units = np.column_stack(
+        [level[videos] + 0.01 * rng.standard_normal(len(videos)),  # video-selective unit
+         rng.standard_normal((len(videos), 9))]
+    )  # fmt: skip
+    table = emergence_table(au, units, [("l", u) for u in range(10)], ["AU01"], 50)
+    assert table.loc[0, "p"] < 1e-10 and table.loc[0, "unit"] == 0
+    common = (au, units, ["AU01"], 50, 0.01, 50)
+    global_null = null_table(*common, seed=0, progress=False)
+    within = null_table(*common, seed=0, progress=False, groups=videos)
+    assert global_null.loc[0, "false_positive_rate"] <= 0.05
+    assert within.loc[0, "false_positive_rate"] >= 0.9

@@ -28,11 +28,15 @@ def main() -> None:
     except (KeyError, TypeError, ValueError) as err:
         raise UserError(f"config analysis.au_emergence: missing or bad key ({err})") from None
     au_tables = pd.concat([read_frame_table(p) for p in sm.input.aus], ignore_index=True)
-    au_values, unit_max, labels = au_unit_frames(list(sm.input.dumps), au_tables, aus)
+    au_values, unit_max, labels, videos = au_unit_frames(list(sm.input.dumps), au_tables, aus)
     log.info("%d frames x %d units (%d layers), %d AUs", *unit_max.shape,
              len({layer for layer, _ in labels}), len(aus))  # fmt: skip
     table = emergence_table(au_values, unit_max, labels, aus, n_top, seed)
     null = null_table(au_values, unit_max, aus, n_top, alpha, n_permutations, seed)
+    # the same null with frames shuffled only within their video: what survives it is
+    # tied to the videos (their AU level, their person), not to frame-level co-activation
+    within = null_table(au_values, unit_max, aus, n_top, alpha, n_permutations, seed, groups=videos)
+    null["false_positive_rate_within_video"] = within["false_positive_rate"].to_numpy()
     write_table(table, sm.output.table)
     write_table(null, sm.output.null)
     plot_emergence(table, null, alpha, sm.output.figure)

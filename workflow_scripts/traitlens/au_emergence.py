@@ -215,10 +215,11 @@ def join_frames(
 
 def au_unit_frames(
     dump_paths: Sequence[str | Path], au_tables: pd.DataFrame, aus: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
-    """(au_values (F, A), unit_max (F, U_total), unit_labels [(layer, unit)]): the
-    frames the dumps and the successful AU rows share; a unit's value per frame is the
-    dump's ``max`` reduction, the layers' units side by side in ``dump_paths`` order."""
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]], np.ndarray]:
+    """(au_values (F, A), unit_max (F, U_total), unit_labels [(layer, unit)], video_id
+    (F,)): the frames the dumps and the successful AU rows share; a unit's value per
+    frame is the dump's ``max`` reduction, the layers' units side by side in
+    ``dump_paths`` order."""
     from traitlens.activation_dump import dump_info, read_keys, read_reduction
 
     if not dump_paths:
@@ -248,7 +249,8 @@ def au_unit_frames(
         labels += [(layer, u) for u in range(values.shape[1])]
         blocks.append(values)
     rows, au_values = join_frames(first_keys, au_tables, aus, str(dump_paths[0]))
-    return au_values, np.concatenate(blocks, axis=1)[rows], labels
+    videos = first_keys["video_id"].astype(str).to_numpy()[rows]
+    return au_values, np.concatenate(blocks, axis=1)[rows], labels, videos
 
 
 def _clamped_n(n_top: int, f: int) -> int:
@@ -342,11 +344,17 @@ def null_table(
     n_permutations: int,
     seed: int,
     progress: bool = True,
+    groups: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Per AU, the share of ``n_permutations`` permutations of the frames (all AUs
     shuffled together, the units kept) whose best unit reaches p < alpha; row 'all' is
     that share over every permutation and non-constant AU pooled (the per-AU rate to set
     against alpha). A constant AU is not tested (rate NaN, 0 permutations).
+
+    ``groups`` (F,) (e.g. each frame's video): frames are shuffled only within their
+    group, so whatever the group shares (a video's AU level, its person) stays with it.
+    A high rate under this null says an AU's significance can come from which videos
+    (or people) its frames belong to rather than from frame-level co-activation.
 
     The top-N masks are computed once; a permutation moves the AUs' N marked frames, so
     the (A x F) @ (F x U) overlap product is a sum of N unit-mask rows per AU, and
@@ -371,9 +379,10 @@ def null_table(
         marked = np.stack([np.flatnonzero(au_mask[:, a]) for a in tested])  # (A', N)
         # a separate stream from the tie-breaking one: the null draws its own frames
         rng = np.random.default_rng([seed, 1])
+        shuffle = _group_shuffler(groups, f) if groups is not None else rng.permutation
         bar = tqdm(range(n_permutations), desc="null", unit="perm", disable=not progress)
         for _ in bar:
-            moved = rng.permutation(f)[marked]  # where each marked frame lands
+            moved = (shuffle(f) if groups is None else shuffle(rng))[marked]
             i_max = unit_mask[moved].sum(axis=1).max(axis=1)  # (A',)
             hits[tested] += i_max >= k_star
     rows = [
@@ -389,6 +398,24 @@ def null_table(
         {"au": "all", "n_permutations": n_permutations * len(tested), "false_positive_rate": pooled}
     )
     return pd.DataFrame(rows, columns=list(NULL_COLUMNS))
+
+
+def _group_shuffler(groups: np.ndarray, f: int):
+    """A function rng -> permutation (F,) that moves every frame to a random frame of
+    its own group."""
+    groups = np.asarray(groups)
+    if groups.shape != (f,):
+        raise ValueError(f"groups {groups.shape} do not match {f} frames")
+    codes = np.unique(groups, return_inverse=True)[1]
+    by_group = np.argsort(codes, kind="stable")  # frames, group by group
+
+    def shuffle(rng: np.random.Generator) -> np.ndarray:
+        within = np.lexsort((rng.random(f), codes))  # group by group, random inside
+        perm = np.empty(f, dtype=np.int64)
+        perm[by_group] = within
+        return perm
+
+    return shuffle
 
 
 def write_table(table: pd.DataFrame, path: str | Path) -> None:
@@ -439,13 +466,22 @@ def plot_emergence(table: pd.DataFrame, null: pd.DataFrame, alpha: float, path: 
     ]
     top.legend(handles=handles, loc="upper right", fontsize=8)
     per_au = null.set_index("au")["false_positive_rate"].reindex(aus).to_numpy(dtype=float)
-    bottom.bar(x, np.nan_to_num(per_au), color="tab:blue")
+    within_col = "false_positive_rate_within_video"
+    if within_col in null:
+        within = null.set_index("au")[within_col].reindex(aus).to_numpy(dtype=float)
+        bottom.bar(x - 0.2, np.nan_to_num(per_au), width=0.4, color="tab:blue",
+                   label="frames shuffled over the data set")  # fmt: skip
+        bottom.bar(x + 0.2, np.nan_to_num(within), width=0.4, color="tab:orange",
+                   label="frames shuffled within their video")  # fmt: skip
+        per_au = np.fmax(per_au, within)
+    else:
+        bottom.bar(x, np.nan_to_num(per_au), color="tab:blue")
     bottom.axhline(alpha, color="k", ls="--", lw=0.8, label=f"alpha = {alpha:g}")
     pooled = null.loc[null["au"] == "all", "false_positive_rate"]
     pooled_text = f"{float(pooled.iloc[0]):.3f}" if len(pooled) else "n/a"
     bottom.set_ylabel("false-positive rate")
     bottom.set_title(f"permutation null (all AUs pooled: {pooled_text})", fontsize=10)
-    bottom.set_ylim(0, max(2.5 * alpha, float(np.nanmax(per_au, initial=0.0)) * 1.2))
+    bottom.set_ylim(0, min(1.05, max(2.5 * alpha, float(np.nanmax(per_au, initial=0.0)) * 1.2)))
     bottom.legend(loc="upper right", fontsize=8)
     bottom.set_xticks(x, aus, rotation=45, ha="right", fontsize=8)
     fig.tight_layout()

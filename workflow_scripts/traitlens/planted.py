@@ -22,7 +22,9 @@ design's questions with numbers (the contract's keys first):
   planted / other AUs of the emergence table whose best unit has p < alpha. The truth
   names py-feat AUs; our tables carry OpenFace's AU45 in place of py-feat's AU43
   (:func:`traitlens.aus.derive_au45`), so a planted AU43 is scored as AU45.
-- ``null_false_positive_rate``: the permutation null's pooled rate (row 'all').
+- ``null_false_positive_rate``: the permutation null's pooled rate (row 'all');
+  ``null_within_video_false_positive_rate``: the same with frames shuffled only within
+  their video (what the video, or its person, explains; no goal, a diagnostic).
 
 True boxes are in the video's own pixels; the stored frame holds the video scaled into
 its ``content_box`` (x, y, w, h), so a point maps as x' = x + (u + 0.5) * w / W - 0.5
@@ -374,8 +376,14 @@ def au_significance(emergence: pd.DataFrame, planted: Sequence[str], alpha: floa
     }
 
 
-def null_rate(null: pd.DataFrame, source: str = "the null table") -> float:
-    rows = null.loc[null["au"].astype(str) == "all", "false_positive_rate"]
+def null_rate(
+    null: pd.DataFrame, source: str = "the null table", column: str = "false_positive_rate"
+) -> float:
+    """The pooled rate (row 'all') of a null column; NaN when the table lacks the column
+    (an optional one, like the within-video null)."""
+    if column not in null:
+        return float("nan")
+    rows = null.loc[null["au"].astype(str) == "all", column]
     if rows.empty:
         raise UserError(f"{source}: no row 'all'; rerun find_au_detectors")
     return float(rows.iloc[0])
@@ -416,6 +424,9 @@ def score_planted(
         "planted_aus_significant_share": sig["planted_share"],
         "unplanted_aus_significant_share": sig["unplanted_share"],
         "null_false_positive_rate": null_rate(null),
+        "null_within_video_false_positive_rate": null_rate(
+            null, column="false_positive_rate_within_video"
+        ),
         "gradcam_true_face_overlap_share": gradcam["share"],
         "cam_true_face_peak_share": cam["peak_in_face_share"],
         "gradcam_true_face_peak_share": gradcam["peak_in_face_share"],
@@ -466,6 +477,13 @@ def score_planted(
     if sig["planted_missing"]:
         notes.append(
             f"planted AUs {sig['planted_missing']} are not in the emergence table (config aus)"
+        )
+    within = doc["null_within_video_false_positive_rate"]
+    if within is not None and math.isfinite(within) and within > 2 * alpha:
+        notes.append(
+            f"with frames shuffled only within their video the null's rate is {within:.2f} "
+            f"(alpha {alpha:g}): overlaps this large arise from which videos (people) the "
+            "frames belong to, so a significant AU need not have a frame-level detector"
         )
     if sig["unplanted_sharing_planted_unit"]:
         notes.append(

@@ -48,9 +48,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow_scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/machine.py
 
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
+from machine import cpu_name  # noqa: E402
 
 REGIONS = ["eyebrows", "eyes", "nose", "mouth"]
 FACE_SIZE = 112
@@ -342,16 +344,6 @@ def in_child(fn, tmp: Path, args) -> dict:
     if "error" in result:
         sys.exit(f"bench_analysis.py: {fn.__name__} failed: {result['error']}")
     return result
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
 def main(argv=None) -> dict:

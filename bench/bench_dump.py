@@ -60,6 +60,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow_scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/machine.py
+
+from machine import cpu_name  # noqa: E402
 
 CASES = ("forward", "dump, maps", "dump, no maps")
 FRAMES_PER_VIDEO = 10
@@ -315,13 +318,7 @@ def device_name(device: str) -> str:
 
     if device == "cuda":
         return torch.cuda.get_device_name(0)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    return cpu_name()
 
 
 def main(argv=None) -> dict:

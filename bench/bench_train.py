@@ -63,6 +63,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow_scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/machine.py
+
+from machine import cpu_name  # noqa: E402
 
 
 def _require(names: list[str]) -> dict:
@@ -312,13 +315,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def device_name(device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    return cpu_name()
 
 
 def main(argv=None) -> dict:

@@ -102,3 +102,14 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
         for line in dry_run_output.splitlines()
         if len(line.split()) == 2 and line.split()[1].isdigit()
     }
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test (tests run beside each other on 2 cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

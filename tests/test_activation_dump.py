@@ -49,12 +49,7 @@ from conftest import REPO
 CPU = RunConfig(device="cpu", amp=False, num_workers=0, threads=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def keys_for(n: int) -> pd.DataFrame:

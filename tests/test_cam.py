@@ -50,12 +50,7 @@ TINY_CAM = DanConfig(width_divisor=64, input_size=64, input_scale=1 / 64, head="
 H, W, S = 24, 40, 16  # stored frame and aligned face sizes of the synthetic shards
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(cfg: DanConfig, seed: int) -> DanPlus:

@@ -41,12 +41,7 @@ TINY = DanConfig(width_divisor=16, batch_norm=True, input_size=32, input_scale=1
 CPU = RunConfig(device="cpu", amp=False, num_workers=0, threads=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- tiny shard files ------------------------------------------------------------------

@@ -49,3 +49,14 @@ def save_figure(fig, final: str | os.PathLike[str], dpi: float | None = None) ->
     with atomic_path(final) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
     plt.close(fig)
+
+
+def write_tsv(table, final: str | os.PathLike[str], float_format: str = "%.6g") -> None:
+    """A pandas table as TSV, atomically: empty cells for NaN, booleans as true/false
+    (how every table of the workflow writes them, so readers parse one spelling)."""
+    out = table.copy()
+    for column in out.columns:
+        if out[column].dtype == bool:
+            out[column] = out[column].map({True: "true", False: "false"})
+    with atomic_path(final) as tmp:
+        out.to_csv(tmp, sep="\t", index=False, na_rep="", float_format=float_format)

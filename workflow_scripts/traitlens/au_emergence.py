@@ -421,10 +421,9 @@ def _group_shuffler(groups: np.ndarray, f: int):
 def write_table(table: pd.DataFrame, path: str | Path) -> None:
     """TSV, atomically; p values keep their significant digits (%.6g: a fixed number of
     decimals would print every small p as 0), NaN as an empty cell."""
-    from traitlens.atomic import atomic_path
+    from traitlens.atomic import write_tsv
 
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, na_rep="", float_format="%.6g")
+    write_tsv(table, path, "%.6g")
 
 
 def plot_emergence(table: pd.DataFrame, null: pd.DataFrame, alpha: float, path: str | Path) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from traitlens.atomic import atomic_path
+from traitlens import atomic
 from traitlens.errors import UserError
 from traitlens.h5checks import as_str, open_checked, rebuild_hint
 
@@ -192,12 +192,7 @@ def video_means(frames: pd.DataFrame, video_ids: tuple[str, ...] | None = None) 
 
 def write_tsv(table: pd.DataFrame, path: str | Path) -> None:
     """TSV with 4 decimals, empty cells for NaN, booleans as true/false; atomic."""
-    out = table.copy()
-    for col in out.columns:
-        if out[col].dtype == bool:
-            out[col] = np.where(out[col], "true", "false")
-    with atomic_path(path) as tmp:
-        out.to_csv(tmp, sep="\t", index=False, na_rep="", float_format=FLOAT_FORMAT)
+    atomic.write_tsv(table, path, FLOAT_FORMAT)
 
 
 def read_frame_table(path: str | Path) -> pd.DataFrame:

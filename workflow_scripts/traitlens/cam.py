@@ -25,9 +25,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from traitlens.atomic import atomic_path, save_figure
+from traitlens.atomic import atomic_path, save_figure, write_tsv
 from traitlens.cam_overlap import frame_overlaps_and_areas, upsample_map
-from traitlens.dan import TRAIT_ORDER, DanCam, DanPlus
+from traitlens.dan import TRAIT_ORDER, DanCam, DanPlus, _child_name
 from traitlens.errors import UserError
 from traitlens.h5checks import as_str, open_checked, rebuild_hint
 from traitlens.train import resolve_device
@@ -100,11 +100,6 @@ def cam_for_index(
                 maps = np.zeros((len(index), *cams.shape[1:]), np.float32)
             maps[pos], pred[pos] = cams.float().cpu().numpy(), p.float().cpu().numpy()
     return (maps if maps is not None else _empty_maps(0, model)), pred
-
-
-def _child_name(layer: str) -> str:
-    """The backbone child whose output is ``layer`` (conv names mean after the ReLU)."""
-    return "relu" + layer[len("conv") :] if layer.startswith("conv") else layer
 
 
 def logits(model: DanPlus, x: torch.Tensor) -> torch.Tensor:
@@ -244,7 +239,7 @@ def read_cam_file(path: str | Path) -> dict:
         and out["predictions"].shape == (n, traits)
         and all(len(out[k]) == n for k in ("frame_index", "row", "shard_file"))
     )
-    missing = [k for k in ("kind", "method", "source") if k not in out]
+    missing = [k for k in ("kind", "method", "source", "split", "layer") if k not in out]
     if not shapes_ok or missing:
         problem = f"missing attributes {missing}" if missing else "datasets of unequal length"
         raise UserError(
@@ -515,9 +510,6 @@ def write_overlap_tables(
     table: pd.DataFrame, summary: pd.DataFrame, table_path: str | Path, summary_path: str | Path
 ) -> None:
     """Both TSVs atomically: 6 decimals, empty cells for NaN, booleans as true/false."""
-    out = table.copy()
-    out["face_found"] = np.where(out["face_found"].astype(bool), "true", "false")
-    with atomic_path(table_path) as tmp:
-        out.to_csv(tmp, sep="\t", index=False, na_rep="", float_format="%.6f")
-    with atomic_path(summary_path) as tmp:
-        summary.to_csv(tmp, sep="\t", index=False, na_rep="", float_format="%.6f")
+    out = table.astype({"face_found": bool})
+    write_tsv(out, table_path, "%.6f")
+    write_tsv(summary, summary_path, "%.6f")

@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from traitlens.atomic import atomic_path, save_figure
+from traitlens import atomic
+from traitlens.atomic import save_figure
 
 log = logging.getLogger("traitlens.detectors")
 
@@ -351,8 +352,7 @@ def detector_counts(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    atomic.write_tsv(frame, path, "%.6g")
 
 
 # --- figures -----------------------------------------------------------------------------------

@@ -258,7 +258,9 @@ def cam_true_face_overlap(
     scored = np.isfinite(overlap)
     n_scored = int(scored.sum())
     share = float((overlap[scored] >= min_overlap).mean()) if n_scored else float("nan")
-    peak = peak_in_box(maps, boxes, heights, widths)[has_truth]
+    # as for the overlap, a map with nothing positive (Grad-CAM after its ReLU) has no peak
+    has_peak = has_truth[:, None] & (maps.max(axis=(2, 3)) > 0)
+    peak = peak_in_box(maps, boxes, heights, widths)[has_peak]
     ideal = np.full(len(maps), np.nan)
     for height, width in sorted(set(zip(heights.tolist(), widths.tolist(), strict=True))):
         rows = ((heights == height) & (widths == width)) & has_truth

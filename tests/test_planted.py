@@ -85,7 +85,9 @@ def _write_frames(path: Path, video_id: str, video_size, stored_hw, n_frames: in
 
 def _write_cam(path: Path, keys, maps: np.ndarray) -> None:
     with h5py.File(path, "w") as f:
-        f.attrs.update(source="img", method="cam", layer="cam_conv", kind="img", input_size=64)
+        f.attrs.update(
+            source="img", method="cam", layer="cam_conv", kind="img", input_size=64, split="test"
+        )
         ids, frames, shards = zip(*keys, strict=True)
         f["video_id"] = np.array(ids, dtype=object).astype(h5py.string_dtype())
         f["frame_index"] = np.asarray(frames, dtype=np.int32)

@@ -237,18 +237,17 @@ def cam_true_face_overlap(
 ) -> dict:
     """Share of the CAM file's (frame, trait) maps with overlap >= ``min_overlap``
     against the true face box, with the counts behind it (see the module doc)."""
+    from traitlens.cam import read_cam_file
     from traitlens.cam_overlap import frame_overlaps
 
-    with open_checked(cam_path, "CAM", "compute_cam", ["video_id", "frame_index", "maps"]) as f:
-        keys = pd.DataFrame(
-            {"video_id": [as_str(v) for v in f["video_id"][()]],
-             "frame_index": f["frame_index"][()].astype(np.int64)}
-        )  # fmt: skip
-        maps = f["maps"][()].astype(np.float32)
-    if maps.ndim != 4 or len(maps) != len(keys):
-        raise UserError(
-            f"{cam_path}: maps {maps.shape} do not match {len(keys)} frames; rerun compute_cam"
-        )
+    cam = read_cam_file(cam_path)  # checks the datasets, shapes and attributes
+    keys = pd.DataFrame(
+        {
+            "video_id": cam["video_id"].astype(str),
+            "frame_index": cam["frame_index"].astype(np.int64),
+        }
+    )
+    maps = cam["maps"].astype(np.float32)
     boxes, heights, widths = true_stored_boxes(keys, truth_frames, geometry, sizes)
     overlap = np.full(maps.shape[:2], np.nan)
     for height, width in sorted(set(zip(heights.tolist(), widths.tolist(), strict=True))):

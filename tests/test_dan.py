@@ -328,3 +328,25 @@ def test_per_image_norm_ignores_a_global_light_change():
         assert torch.allclose(model(x), model(brighter), atol=1e-6)
     assert torch.allclose(acts[0], acts[1], atol=1e-4)
     assert (acts[2] - acts[3]).abs().max() > 1.0  # the paper's mean subtraction keeps it
+
+
+@pytest.mark.parametrize(
+    ("protocol", "reason"),
+    [
+        (2, "it holds a pickled argparse.Namespace, which is not a tensor"),
+        (4, "it is a plain Python pickle (pickle.dump), not a torch.save file"),
+    ],
+)
+def test_pickle_of_something_else_names_what_it_is(tmp_path, recwarn, protocol, reason):
+    """The wrong file picked from a run folder (its saved arguments): refused with what
+    it holds, without torch's advice to allow-list the class or its protocol warning."""
+    import argparse
+
+    path = tmp_path / "args.pt"
+    path.write_bytes(pickle.dumps(argparse.Namespace(lr=0.01, arch="vgg16"), protocol=protocol))
+    with pytest.raises(UserError) as err:
+        load_backbone_weights(_model(width_divisor=16), path)
+    msg = str(err.value)
+    assert str(path) in msg and "not a weights file" in msg and reason in msg
+    assert "safe_globals" not in msg and "weights_only" not in msg
+    assert not [w for w in recwarn if "pickle protocol" in str(w.message)]

@@ -120,6 +120,20 @@ def test_main_face_ties_go_to_the_larger_face():
     assert choose_main_faces([frame, frame]) == [1, 1]
 
 
+def test_two_faces_in_every_frame_tie_despite_detector_jitter():
+    # Both people are there throughout; the smaller face's boxes happen to jitter less,
+    # which must not make it the main face (it did when ties had to be exact).
+    rng = np.random.default_rng(0)
+    frames = [
+        np.array([_box(50, 50, 30), _box(200, 50, 60) + rng.normal(0, 1.5, 4)]) for _ in range(10)
+    ]
+    assert choose_main_faces(frames) == [1] * 10
+    # a face missing from a third of the frames is no tie: the consistent one wins
+    frames = [np.array([_box(50, 50, 30), _box(200, 50, 60)]) for _ in range(10)]
+    frames[:4] = [np.array([_box(50, 50, 30)])] * 4
+    assert choose_main_faces(frames) == [0] * 10
+
+
 def test_a_moved_face_is_followed_by_position_and_size():
     frames = [np.array([_box(100, 100, 50)])] * 3
     # the main face jumped (no overlap); a small face elsewhere is further away

@@ -133,6 +133,34 @@ def test_manifest_bad_rows_are_named(tmp_path):
     assert "line 3: conscientiousness is 'high'" in message and "agreeableness is '2'" in message
 
 
+def test_manifest_paths_outside_its_folder_are_refused(tmp_path):
+    data = tmp_path / "data"
+    (data / "clips").mkdir(parents=True)
+    (data / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    manifest = data / "m.tsv"
+    inside = [
+        ["a", "clips/a.mp4", "train", *[0.5] * 5],
+        ["b", "clips/../clips/b.mp4", "train", *[0.5] * 5],  # back inside: fine
+        ["c", str(data / "clips" / "c.mp4"), "test", *[0.5] * 5],  # absolute, inside
+        ["d", "linked/d.mp4", "test", *[0.5] * 5],  # a link the user put in the folder
+    ]
+    write_manifest(manifest, inside)
+    assert [r["video_id"] for r in read_manifest_rows(manifest)] == ["a", "b", "c", "d"]
+    outside = [
+        ["e", "../e.mp4", "train", *[0.5] * 5],
+        ["f", str(tmp_path / "f.mp4"), "test", *[0.5] * 5],
+        ["g", "clips/../../data2/g.mp4", "test", *[0.5] * 5],
+    ]
+    write_manifest(manifest, inside + outside)
+    with pytest.raises(UserError) as err:
+        read_manifest_rows(manifest)
+    message = str(err.value)
+    assert message.startswith(f"{manifest}: 3 row(s) name a video outside")
+    assert "line 6: e: ../e.mp4" in message and f"line 7: f: {tmp_path / 'f.mp4'}" in message
+    assert "line 8: g: clips/../../data2/g.mp4" in message
+    assert "line 2" not in message and "Put the manifest in the folder" in message
+
+
 def test_manifest_structure_errors(tmp_path):
     manifest = tmp_path / "m.tsv"
     manifest.write_text("video_id\tsplit\nx\ttrain\n")

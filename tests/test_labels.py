@@ -78,8 +78,9 @@ def test_missing_trait_key_is_named(tmp_path):
     del obj["agreeableness"]
     path = tmp_path / "labels.pkl"
     path.write_bytes(pickle.dumps(obj, protocol=2))
-    with pytest.raises(UserError, match="agreeableness"):
+    with pytest.raises(UserError, match="agreeableness") as err:
         read_annotations(path)
+    assert str(path) in str(err.value) and "all five traits" in str(err.value)
 
 
 def test_video_missing_from_one_trait_is_named(tmp_path):

@@ -103,6 +103,7 @@ def test_zero_byte_file(tmp_path):
         probe_video(path)
     assert_one_line(err.value.reason)
     assert str(tmp_path) not in err.value.reason  # the id is in QC; no long paths
+    assert err.value.reason.startswith("empty file (0 bytes)")
 
 
 def test_truncated_file_without_index(clips, tmp_path):
@@ -111,6 +112,7 @@ def test_truncated_file_without_index(clips, tmp_path):
     with pytest.raises(ProbeError, match="moov atom not found") as err:
         probe_video(path)
     assert_one_line(err.value.reason)
+    assert err.value.reason.startswith("truncated or not an mp4: no index (moov) box")
 
 
 def test_truncated_file_with_index_up_front(clips, tmp_path):

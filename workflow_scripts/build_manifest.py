@@ -32,20 +32,24 @@ def main() -> None:
         )
     videos = [(v, p, s) for v, p, s in sm.params.videos if Path(p).is_file()]
     result = build_manifest(videos, labels)
+    if result.unmatched and sm.params.on_unmatched == "error":
+        # Snakemake deletes a failed job's outputs, qc/ingest.tsv included: the message
+        # (kept in the job's log) is where the list survives, so it names them all.
+        raise UserError(
+            f"{len(result.unmatched)} video(s) have a label but no file, or a file but no "
+            f"label:\n  {_listing(result.unmatched, 1000)}\nAdd the missing files or labels, "
+            "or set ingest.on_unmatched: warn to leave them out and go on."
+        )
     write_text_atomic(
         sm.output.unmatched, to_tsv(result.unmatched, ["video_id", "path", "problem"])
     )
     if result.unmatched:
-        listing = "\n  ".join(f"{u['video_id']}: {u['problem']}" for u in result.unmatched[:20])
-        message = (
-            f"{len(result.unmatched)} video(s) left out of the manifest (all listed in "
-            f"{sm.output.unmatched}):\n  {listing}"
+        log.warning(
+            "%d video(s) left out of the manifest (all listed in %s):\n  %s",
+            len(result.unmatched),
+            sm.output.unmatched,
+            _listing(result.unmatched, 20),
         )
-        if sm.params.on_unmatched == "error":
-            raise UserError(
-                message + "\nSet ingest.on_unmatched: warn to leave them out and go on."
-            )
-        log.warning("%s", message)
     if not result.rows:
         raise UserError(
             f"no video has both a file and labels: nothing to do (see {sm.output.unmatched})"
@@ -59,6 +63,13 @@ def main() -> None:
         len(result.rows),
         ", ".join(f"{k} {v}" for k, v in counts.items()),
     )
+
+
+def _listing(unmatched: list[dict[str, str]], limit: int) -> str:
+    lines = [f"{u['video_id']}: {u['problem']}" for u in unmatched[:limit]]
+    if len(unmatched) > limit:
+        lines.append(f"... and {len(unmatched) - limit} more")
+    return "\n  ".join(lines)
 
 
 run_entry(main, snakemake.log[0])  # noqa: F821

@@ -25,6 +25,8 @@ from traitlens.mediapipe_face import Detection, FaceDetector, LandmarkModel
 
 NO_FACE = "no face"
 MESH_FAILED = "mesh failed"
+# Main-face supports within this fraction of the best count as a tie (choose_main_faces)
+SUPPORT_TIE = 0.1
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,8 @@ def choose_main_faces(boxes: Sequence[np.ndarray]) -> list[int | None]:
 
     The main face is the box most consistently present: its support is the sum over
     the video's frames of the best IoU with that frame's boxes (a face in every frame
-    beats a bigger one that passes by once); ties go to the larger box. Each frame then
+    beats a bigger one that passes by once); supports within ``SUPPORT_TIE`` of the
+    best are a tie, and ties go to the larger box. Each frame then
     keeps its box most like the main one: the highest IoU, else (it moved away) the
     nearest centre relative to its size. None for a frame without boxes.
     """
@@ -102,7 +105,10 @@ def choose_main_faces(boxes: Sequence[np.ndarray]) -> list[int | None]:
         return [None] * len(boxes)
     support = sum(box_iou(pool, b).max(axis=1) for b in boxes if len(b))
     area = np.prod(np.clip(pool[:, 2:] - pool[:, :2], 0, None), axis=1)
-    main = pool[np.lexsort((-area, -np.round(support, 9)))[0]]
+    # Two people in every frame both reach nearly full support; the detector's sub-pixel
+    # jitter must not pick between them: the larger (nearer) face is the subject.
+    tied = np.flatnonzero(support >= (1 - SUPPORT_TIE) * support.max())
+    main = pool[tied[np.lexsort((-support[tied], -area[tied]))[0]]]
     size = max(float(np.sqrt(np.prod(main[2:] - main[:2]))), 1e-6)
     centre = (main[:2] + main[2:]) / 2
     chosen: list[int | None] = []

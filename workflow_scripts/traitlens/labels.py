@@ -104,7 +104,8 @@ def parse_annotations(obj: object, path: str | Path) -> dict[str, dict[str, floa
     if missing:
         raise UserError(
             f"{path}: trait key(s) missing: {', '.join(missing)} (found: "
-            f"{', '.join(map(str, obj))})"
+            f"{', '.join(map(str, obj))}); an annotation file holds all five traits "
+            f"({', '.join(BIG_FIVE)}): point dataset.annotations at the complete file"
         )
     traits = [t for t in (*BIG_FIVE, *OPTIONAL_TRAITS) if t in obj]
     problems: list[str] = []

@@ -162,6 +162,8 @@ def probe_mp4(path: str | os.PathLike[str]) -> VideoProbe | None:
 def ffprobe_video(path: str | os.PathLike[str]) -> VideoProbe:
     """Probe with one ffprobe call (streams, format, and every packet's pts and flags)."""
     path = os.fspath(path)
+    if os.path.isfile(path) and os.path.getsize(path) == 0:  # else ffprobe names the problem
+        raise ProbeError("empty file (0 bytes): nothing was written to it; copy it again")
     cmd = [
         tool_path("ffprobe"),
         "-v",
@@ -180,7 +182,11 @@ def ffprobe_video(path: str | os.PathLike[str]) -> VideoProbe:
         raise ProbeError(f"ffprobe timed out after {PROBE_TIMEOUT_S} s") from err
     stderr = done.stderr.decode("utf-8", "replace")
     if done.returncode != 0:
-        raise ProbeError(short_reason(stderr, path, f"ffprobe exit status {done.returncode}"))
+        reason = short_reason(stderr, path, f"ffprobe exit status {done.returncode}")
+        if "moov atom not found" in stderr:
+            # ffmpeg writes an mp4's index (moov) last: a copy or download cut short has none.
+            reason = f"truncated or not an mp4: no index (moov) box; copy it again ({reason})"
+        raise ProbeError(reason)
     info = json.loads(done.stdout or b"{}")
     streams = info.get("streams", [])
     videos = [

@@ -63,7 +63,12 @@ MANIFEST_REQUIRED = ("video_id", "path", "split")
 
 
 def read_manifest_rows(manifest: str | Path) -> list[dict[str, str]]:
-    """Rows of a user manifest TSV; paths resolved relative to the manifest's folder."""
+    """Rows of a user manifest TSV; paths resolved relative to the manifest's folder.
+
+    A path that leaves that folder (``../`` or an absolute path elsewhere) is refused:
+    the manifest and its folder are the data set, and a path out of it is a manifest
+    written for another layout (or one that points the workflow at unrelated files).
+    """
     manifest = Path(manifest)
     try:
         with manifest.open(newline="", encoding="utf-8") as fh:
@@ -81,6 +86,7 @@ def read_manifest_rows(manifest: str | Path) -> list[dict[str, str]]:
     except UnicodeDecodeError as err:
         raise UserError(f"{manifest}: not UTF-8 text ({err})") from err
     seen: set[str] = set()
+    outside: list[str] = []
     for line, row in enumerate(rows, start=2):
         video_id = (row.get("video_id") or "").strip()
         if not video_id:
@@ -88,10 +94,31 @@ def read_manifest_rows(manifest: str | Path) -> list[dict[str, str]]:
         if video_id in seen:
             raise UserError(f"{manifest}:{line}: video_id {video_id!r} appears twice")
         seen.add(video_id)
-        path = Path(row.get("path") or "")
+        raw = row.get("path") or ""
+        path = Path(raw)
         row["video_id"] = video_id
         row["path"] = str(path if path.is_absolute() else manifest.parent / path)
+        if not inside_folder(row["path"], manifest.parent):
+            outside.append(f"line {line}: {video_id}: {raw}")
+    if outside:
+        folder = os.path.abspath(manifest.parent)
+        raise UserError(
+            f"{manifest}: {len(outside)} row(s) name a video outside the manifest's folder "
+            f"{folder} (paths are read relative to it and must stay inside it):\n  "
+            + "\n  ".join(outside[:20])
+            + (f"\n  ... and {len(outside) - 20} more" if len(outside) > 20 else "")
+            + "\nPut the manifest in the folder that holds the videos (or in a folder "
+            "above it), or link the videos into its folder."
+        )
     return rows
+
+
+def inside_folder(path: str | Path, folder: str | Path) -> bool:
+    """Whether ``path`` lies inside ``folder``, judged on the names (``..`` resolved,
+    symlinks not followed: a link the user put inside the folder is part of it)."""
+    path = os.path.normpath(os.path.abspath(path))
+    folder = os.path.normpath(os.path.abspath(folder))
+    return os.path.commonpath([path, folder]) == folder
 
 
 def manifest_videos(manifest: str | Path) -> list[VideoSource]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
@@ -132,8 +133,11 @@ def _read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
         "objects."
     )
     try:
-        # weights_only: refuses (without running) any pickle that builds arbitrary objects.
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns before it refuses a plain pickle; the refusal below says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            # weights_only: refuses (without running) any pickle that builds arbitrary objects.
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # any failure here means "not a state dict of tensors"
         raise UserError(f"{not_weights} ({_load_failure(err)})") from None
 
@@ -152,10 +156,21 @@ def _read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
     return obj
 
 
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+_REFUSED_OPCODE = re.compile(r"Unsupported operand \d+")
+
+
 def _load_failure(err: Exception) -> str:
     """A short reason from torch.load's error, without its advice to re-run with
-    weights_only=False (which would execute whatever the pickle holds)."""
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    weights_only=False or to allow-list the class (either would execute whatever the
+    pickle holds)."""
+    text = str(err)
+    if found := _REFUSED_GLOBAL.search(text):
+        return f"it holds a pickled {found.group(1)}, which is not a tensor; it was not loaded"
+    if _REFUSED_OPCODE.search(text):
+        # torch.save writes protocol 2; the weights-only reader stops at newer opcodes
+        return "it is a plain Python pickle (pickle.dump), not a torch.save file; it was not loaded"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     refused = [ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln]
     if refused:
         return f"it holds objects other than tensors: {refused[0][:200]}"

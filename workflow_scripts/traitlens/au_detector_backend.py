@@ -109,16 +109,10 @@ def face_boxes(landmarks: np.ndarray) -> np.ndarray:
 
 def _open_frames(frames_path: str | Path, rows: FaceRows):
     """The shard's frames file, checked to hold the faces file's rows in the same order."""
-    import h5py
+    from traitlens.h5checks import open_checked
 
     path = Path(frames_path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise UserError(f"{path}: not a readable HDF5 frames file ({err})") from None
-    if "frames" not in f or "frame_index" not in f:
-        f.close()
-        raise UserError(f"{path}: not a frames file (no frames/frame_index dataset)")
+    f = open_checked(path, "frames", "extract_shard", ["frames", "frame_index"])
     if not np.array_equal(f["frame_index"][()], rows.frame_index):
         f.close()
         raise UserError(

@@ -30,6 +30,7 @@ import numpy as np
 from traitlens.atomic import atomic_path, save_figure
 from traitlens.errors import UserError
 from traitlens.face_landmarks import REGIONS, connections, edge_indices, paths, polygon_area
+from traitlens.h5checks import open_checked
 
 log = logging.getLogger("traitlens.face_template")
 
@@ -104,16 +105,7 @@ def region_masks(landmarks: np.ndarray, size: int, dilation_px: int = 0) -> np.n
 
 
 def _open_faces(path: Path) -> h5py.File:
-    hint = f"delete {path} and rerun snakemake so that the detect_faces rule rebuilds it"
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise UserError(f"{path}: not a readable HDF5 faces file ({err}); {hint}") from None
-    missing = [name for name in _FACES_NEEDED if name not in f]
-    if missing:
-        f.close()
-        raise UserError(f"{path}: missing dataset(s) {missing}; {hint}")
-    return f
+    return open_checked(path, "faces", "detect_faces", _FACES_NEEDED)
 
 
 def mean_aligned_face(
@@ -180,7 +172,9 @@ def build_face_template(
 
 def read_template(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(mean_landmarks, masks, region_names) of a template.h5."""
-    with h5py.File(path, "r") as f:
+    with open_checked(
+        path, "face template", "build_face_template", ["mean_landmarks", "masks"]
+    ) as f:
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in f.attrs["region_names"]]
         return f["mean_landmarks"][:], f["masks"][:], names
 

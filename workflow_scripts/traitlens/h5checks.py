@@ -1,11 +1,13 @@
 """Opening the workflow's own HDF5 intermediates with a clear message when one is bad.
 
-A truncated or foreign file names itself and the rule that rebuilds it, instead of
-surfacing as an h5py traceback several stages later.
+A truncated, empty, missing or foreign file names itself, says what is wrong with it
+and which rule rebuilds it (and how), instead of surfacing as an h5py traceback several
+stages later. Every reader of an intermediate opens it through ``open_checked``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -15,23 +17,51 @@ from traitlens.errors import UserError
 
 
 def rebuild_hint(path: str | Path, rule: str) -> str:
-    return f"delete {path} and rerun snakemake so that the {rule} rule rebuilds it"
+    return (
+        f"delete {path} and rerun snakemake so that the {rule} rule rebuilds it "
+        f"(or add --forcerun {path} to the snakemake command)"
+    )
 
 
-def open_checked(path: str | Path, kind: str, rule: str, required: Iterable[str]) -> h5py.File:
-    """Open ``path`` for reading; UserError (file, problem, rule) when it is unreadable
-    or lacks one of the ``required`` datasets. The caller closes the file."""
+def open_problem(path: Path, err: OSError) -> str:
+    """What is wrong with a file h5py could not open, in the user's words."""
+    if not path.exists():
+        return "the file does not exist"
+    if path.is_dir():
+        return "a folder, not a file"
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty (0 bytes)"
+    # HDF5 stores the file's length in its superblock and refuses a shorter file
+    stored = re.search(r"stored_eof = (\d+)", str(err))
+    if "truncated file" in str(err):
+        of = f" of the {int(stored.group(1))} it was written with" if stored else ""
+        return f"the file is truncated ({size} bytes on disk{of})"
+    if "file signature not found" in str(err):
+        return f"not an HDF5 file ({size} bytes without the HDF5 signature)"
+    return f"h5py cannot open it ({err})"
+
+
+def open_checked(
+    path: str | Path, kind: str, rule: str, required: Iterable[str], **options
+) -> h5py.File:
+    """Open ``path`` for reading (``options`` go to h5py.File); UserError (file, problem,
+    rule and how to rebuild) when it is unreadable or lacks one of the ``required``
+    datasets. The caller closes the file."""
     path = Path(path)
     try:
-        f = h5py.File(path, "r")
-    except OSError as err:
+        f = h5py.File(path, "r", **options)
+    except OSError as err:  # FileNotFoundError and IsADirectoryError included
+        problem = open_problem(path, err)
         raise UserError(
-            f"{path}: not a readable HDF5 {kind} file ({err}); {rebuild_hint(path, rule)}"
+            f"{path}: not a readable HDF5 {kind} file: {problem}; {rebuild_hint(path, rule)}"
         ) from None
     missing = [name for name in required if name not in f]
     if missing:
         f.close()
-        raise UserError(f"{path}: missing dataset(s) {missing}; {rebuild_hint(path, rule)}")
+        raise UserError(
+            f"{path}: missing dataset(s) {missing} of a {kind} file; {rebuild_hint(path, rule)}"
+        )
     return f
 
 

@@ -133,5 +133,5 @@ def test_config_errors_name_the_key():
 def test_read_frame_table_names_the_file(tmp_path):
     path = tmp_path / "s000.tsv"
     pd.DataFrame({"video_id": ["a"], "x": [1]}).to_csv(path, sep="\t", index=False)
-    with pytest.raises(UserError, match="s000.tsv: not an AU frame table"):
+    with pytest.raises(UserError, match="s000.tsv: not a readable AU frame table"):
         aus.read_frame_table(path)

@@ -200,5 +200,5 @@ def test_qc_helpers():
 def test_a_table_that_is_not_face_qc_is_a_clear_error(tmp_path):
     path = tmp_path / "s000.tsv"
     path.write_text("video_id\tstatus\nv\tok\n")
-    with pytest.raises(UserError, match=r"s000\.tsv: not a face QC table.*detect_faces"):
+    with pytest.raises(UserError, match=r"s000\.tsv: not a readable face QC table.*detect_faces"):
         read_face_qc(path)

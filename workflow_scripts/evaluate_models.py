@@ -3,7 +3,7 @@ a Markdown summary and a bar figure (see traitlens.accuracy_table)."""
 
 from traitlens.accuracy_table import evaluate, write_outputs
 from traitlens.errors import run_entry
-from traitlens.predictions import read_labels, read_predictions
+from traitlens.predictions import PRODUCED_BY, read_labels, read_predictions
 
 
 def _as_list(value) -> list:
@@ -19,7 +19,7 @@ def main() -> None:
         raise ValueError(f"params.models {models} must name input.predictions {paths} one to one")
     result = evaluate(
         read_labels(sm.input.labels),
-        {m: read_predictions(p) for m, p in zip(models, paths, strict=True)},
+        {m: read_predictions(p, PRODUCED_BY[m]) for m, p in zip(models, paths, strict=True)},
         splits=_as_list(sm.params.splits),
         n_boot=int(sm.params.n_boot),
         confidence=float(sm.params.confidence),

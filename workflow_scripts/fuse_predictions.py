@@ -11,8 +11,8 @@ log = logging.getLogger("traitlens.fuse_predictions")
 
 def main() -> None:
     sm = snakemake  # noqa: F821 (injected by Snakemake)
-    image = read_predictions(sm.input.image, "the predict_visual rule")
-    audio = read_predictions(sm.input.audio, "the train_linear_model rule")
+    image = read_predictions(sm.input.image, "predict_visual")
+    audio = read_predictions(sm.input.audio, "train_linear_model")
     weight = sm.params.image_weight
     if weight == "validation":
         weight, maes = choose_image_weight(image, audio, read_labels(sm.input.labels))

@@ -2,12 +2,11 @@
 
 import logging
 
-import pandas as pd
-
 from traitlens.atomic import atomic_path
 from traitlens.errors import run_entry
 from traitlens.faces_qc import face_counts, read_face_qc
 from traitlens.qc import check_failure_budget, combine_shard_qc
+from traitlens.tables import read_table
 
 log = logging.getLogger("traitlens.summarise_qc")
 
@@ -15,12 +14,8 @@ log = logging.getLogger("traitlens.summarise_qc")
 def main() -> None:
     sm = snakemake  # noqa: F821 (injected by Snakemake)
     tables = [
-        pd.read_csv(
-            path,
-            sep="\t",
-            dtype=str,  # pass the shards' values through unchanged (e.g. true/false)
-            keep_default_na=False,
-        )
+        # dtype str: the shards' values pass through unchanged (e.g. true/false)
+        read_table(path, "video QC", "extract_shard", ["video_id", "status"], str, False)
         for path in sm.input.shards
     ]
     n_faces = face_counts([read_face_qc(path) for path in sm.input.faces])

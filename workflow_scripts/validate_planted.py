@@ -12,11 +12,11 @@ from traitlens.planted import (
     load_truth,
     read_frame_geometry,
     read_truth_frames,
-    read_tsv,
     read_video_sizes,
     score_planted,
     write_outputs,
 )
+from traitlens.tables import read_table
 
 log = logging.getLogger("traitlens.validate_planted")
 DETECTOR_COLUMNS = ("layer", "unit", "region", "histogram_detector", "netdissect_detector")
@@ -47,11 +47,14 @@ def main() -> None:
         name: cam_true_face_overlap(path, truth_frames, geometry, sizes, threshold, min_overlap)
         for name, path in (("cam", sm.input.cam), ("gradcam", sm.input.gradcam))
     }
-    detectors = read_tsv(sm.input.detectors, DETECTOR_COLUMNS, "detectors", "find_detectors")
-    emergence = read_tsv(
-        sm.input.emergence, ["au", "unit", "layer", "p"], "AU emergence", "find_au_detectors"
+    text = {"au": str, "layer": str}  # AU and layer names stay strings
+    detectors = read_table(
+        sm.input.detectors, "detectors", "find_detectors", DETECTOR_COLUMNS, text
     )
-    null = read_tsv(sm.input.null, NULL_COLUMNS, "AU emergence null", "find_au_detectors")
+    emergence = read_table(
+        sm.input.emergence, "AU emergence", "find_au_detectors", ["au", "unit", "layer", "p"], text
+    )
+    null = read_table(sm.input.null, "AU emergence null", "find_au_detectors", NULL_COLUMNS, text)
     goals = sm.params.get("goals") if hasattr(sm.params, "get") else None
     doc = score_planted(
         truth, cams["cam"], cams["gradcam"], detectors, emergence, null,

@@ -21,6 +21,7 @@ from traitlens.aus import OPENFACE_17
 from traitlens.errors import UserError
 from traitlens.h5checks import rebuild_hint
 from traitlens.ridge import stack_shards
+from traitlens.tables import read_table
 
 log = logging.getLogger("traitlens.au_regression")
 
@@ -31,16 +32,7 @@ def read_au_videos(path: str | Path, columns: tuple[str, ...] = OPENFACE_17) -> 
     """One ``aus/<shard>.videos.tsv`` as a table (index video_id) of ``columns``, all
     videos (NaN where a video had no usable face); UserError naming the file if it is not
     such a table."""
-    try:
-        table = pd.read_csv(path, sep="\t", dtype={"video_id": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise UserError(f"{path}: not a readable AU table ({err})") from None
-    missing = [c for c in ("video_id", *columns) if c not in table]
-    if missing:
-        raise UserError(
-            f"{path}: not a per-video AU table (missing columns {missing}); "
-            f"{rebuild_hint(path, AU_RULE)}"
-        )
+    table = read_table(path, "per-video AU", AU_RULE, ("video_id", *columns), {"video_id": str})
     values = table.loc[:, list(columns)].apply(pd.to_numeric, errors="coerce")
     # A cell that is neither empty nor a number is damage, not a missing face.
     bad = values.isna() & table.loc[:, list(columns)].notna()

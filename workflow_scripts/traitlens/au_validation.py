@@ -19,6 +19,7 @@ import pandas as pd
 
 from traitlens.aus import PYFEAT_AUS, read_frame_table
 from traitlens.errors import UserError
+from traitlens.tables import read_table
 
 VALIDATION_COLUMNS = (
     "au",
@@ -55,10 +56,10 @@ def load_truth(ground_truth_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
                 f"{path}: missing; AU validation needs the demo's ground truth "
                 "(dataset.format demo writes it)"
             )
-    truth = pd.read_csv(frames_path, sep="\t", dtype={"video_id": str})
-    missing = [c for c in ("video_id", "frame_index", *PYFEAT_AUS) if c not in truth]
-    if missing:
-        raise UserError(f"{frames_path}: missing columns {missing}")
+    required = ("video_id", "frame_index", *PYFEAT_AUS)
+    truth = read_table(
+        frames_path, "ground-truth frames", "generate_demo", required, {"video_id": str}
+    )
     try:
         planted = sorted(json.loads(planted_path.read_text())["planted_aus"])
     except (ValueError, KeyError, TypeError) as err:

@@ -26,6 +26,7 @@ import pandas as pd
 from traitlens import atomic
 from traitlens.errors import UserError
 from traitlens.h5checks import as_str, open_checked, rebuild_hint
+from traitlens.tables import read_table
 
 log = logging.getLogger("traitlens.aus")
 
@@ -197,16 +198,9 @@ def write_tsv(table: pd.DataFrame, path: str | Path) -> None:
 
 def read_frame_table(path: str | Path) -> pd.DataFrame:
     """Read an aus/<shard>.tsv written by :func:`write_tsv`."""
-    try:
-        table = pd.read_csv(path, sep="\t", dtype={"video_id": str, "success": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise UserError(f"{path}: not a readable AU table ({err})") from None
-    missing = [c for c in FRAME_COLUMNS if c not in table]
-    if missing:
-        raise UserError(
-            f"{path}: not an AU frame table (missing columns {missing}); delete it and "
-            "rerun snakemake so that the estimate_aus rule rebuilds it"
-        )
+    table = read_table(
+        path, "AU frame", "estimate_aus", FRAME_COLUMNS, dtype={"video_id": str, "success": str}
+    )
     table["success"] = table["success"].str.lower().eq("true")
     return table
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from traitlens.atomic import atomic_path
 from traitlens.errors import UserError
+from traitlens.tables import read_table
 
 FACE_QC_COLUMNS = ["video_id", "n_frames", "n_faces", "multiple_faces_seen", "reason"]
 
@@ -49,16 +50,14 @@ def write_face_qc(path: str | Path, rows: Iterable[dict[str, object]]) -> None:
 
 def read_face_qc(path: str | Path) -> pd.DataFrame:
     """A per-shard face QC table; UserError naming the file when it is not one."""
-    table = pd.read_csv(
-        path, sep="\t", dtype={"video_id": str, "reason": str}, keep_default_na=False
+    return read_table(
+        path,
+        "face QC",
+        "detect_faces",
+        FACE_QC_COLUMNS,
+        dtype={"video_id": str, "reason": str},
+        keep_default_na=False,
     )
-    missing = [c for c in FACE_QC_COLUMNS if c not in table]
-    if missing:
-        raise UserError(
-            f"{path}: not a face QC table (missing columns {missing}); delete it and rerun "
-            "snakemake so that the detect_faces rule rebuilds it"
-        )
-    return table
 
 
 def face_counts(tables: Iterable[pd.DataFrame]) -> dict[str, int]:

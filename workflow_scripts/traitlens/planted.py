@@ -45,6 +45,7 @@ import pandas as pd
 
 from traitlens.errors import UserError
 from traitlens.h5checks import as_str, open_checked
+from traitlens.tables import read_table
 
 log = logging.getLogger("traitlens.planted")
 
@@ -96,30 +97,21 @@ def load_truth(path: str | Path) -> dict:
     return truth
 
 
-def read_tsv(path: str | Path, required: Sequence[str], what: str, rule: str) -> pd.DataFrame:
-    """A TSV with a header row; UserError naming the file and the missing columns."""
-    try:
-        table = pd.read_csv(path, sep="\t", dtype={"video_id": str, "au": str, "layer": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise UserError(f"{path}: not a readable {what} table ({err})") from None
-    missing = [c for c in required if c not in table]
-    if missing:
-        raise UserError(
-            f"{path}: not a {what} table (missing columns {missing}); delete it and rerun "
-            f"snakemake so that the {rule} rule rebuilds it"
-        )
-    return table
-
-
 def read_truth_frames(path: str | Path) -> pd.DataFrame:
-    return read_tsv(
-        path, ["video_id", "frame_index", *TRUE_BOX_COLUMNS], "ground-truth frames", "generate_demo"
+    return read_table(
+        path,
+        "ground-truth frames",
+        "generate_demo",
+        ["video_id", "frame_index", *TRUE_BOX_COLUMNS],
+        dtype={"video_id": str},
     )
 
 
 def read_video_sizes(path: str | Path) -> pd.DataFrame:
     """video_id, width, height of every video qc/videos.tsv gives a size for."""
-    table = read_tsv(path, ["video_id", "width", "height"], "video QC", "summarise_qc")
+    table = read_table(
+        path, "video QC", "summarise_qc", ["video_id", "width", "height"], dtype={"video_id": str}
+    )
     table = table[["video_id", "width", "height"]].dropna()
     return table.astype({"width": float, "height": float})
 

@@ -15,7 +15,9 @@ import pandas as pd
 
 from traitlens.atomic import atomic_path
 from traitlens.errors import UserError
+from traitlens.h5checks import rebuild_hint
 from traitlens.labels import BIG_FIVE
+from traitlens.tables import read_table
 
 PREDICTION_COLUMNS = ("video_id", "split", *BIG_FIVE)
 SPLITS = ("train", "validation", "test")
@@ -32,31 +34,34 @@ def write_predictions(table: pd.DataFrame, path: str | Path) -> None:
         out.to_csv(tmp, sep="\t", index=False, float_format=FLOAT_FORMAT)
 
 
-def read_predictions(path: str | Path, rule: str = "the model's training rule") -> pd.DataFrame:
-    """Read a prediction table; UserError naming the file when it is not one."""
-    try:
-        table = pd.read_csv(path, sep="\t", dtype={"video_id": str, "split": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise UserError(f"{path}: not a readable prediction table ({err})") from None
-    missing = [c for c in PREDICTION_COLUMNS if c not in table]
-    bad_split = sorted(set(table.get("split", pd.Series(dtype=str))) - set(SPLITS))
-    values = table[list(BIG_FIVE)].to_numpy(dtype=float) if not missing else None
-    if missing or bad_split or not np.isfinite(values).all():
-        problem = (
-            f"missing columns {missing}"
-            if missing
-            else f"unknown splits {bad_split}"
-            if bad_split
-            else "non-finite predictions"
-        )
+# The rule that writes each model's predictions.tsv (named in messages about a bad one)
+PRODUCED_BY = {
+    "img": "predict_visual",
+    "face": "predict_visual",
+    "audio": "train_linear_model",
+    "aus": "train_linear_model",
+    "img+audio": "fuse_predictions",
+}
+
+
+def read_predictions(path: str | Path, rule: str = "predict_visual") -> pd.DataFrame:
+    """Read a prediction table written by ``rule``; UserError naming the file when it is
+    not one."""
+    table = read_table(
+        path, "prediction", rule, PREDICTION_COLUMNS, dtype={"video_id": str, "split": str}
+    )
+    bad_split = sorted(set(table["split"]) - set(SPLITS))
+    if bad_split or not np.isfinite(table[list(BIG_FIVE)].to_numpy(dtype=float)).all():
+        problem = f"unknown splits {bad_split}" if bad_split else "non-finite predictions"
         raise UserError(
-            f"{path}: not a valid prediction table ({problem}); delete it and rerun "
-            f"snakemake so that {rule} rebuilds it"
+            f"{path}: not a valid prediction table ({problem}); {rebuild_hint(path, rule)}"
         )
     return table
 
 
 def read_labels(manifest: str | Path) -> pd.DataFrame:
     """video_id, split and the five traits of every video in a manifest.tsv."""
-    table = pd.read_csv(manifest, sep="\t", dtype={"video_id": str, "split": str})
+    table = read_table(
+        manifest, "manifest", "build_manifest", PREDICTION_COLUMNS, {"video_id": str, "split": str}
+    )
     return table.loc[:, list(PREDICTION_COLUMNS)]

@@ -200,13 +200,13 @@ def phase_detectors(tmp: Path, args) -> dict:
     from traitlens.detectors import (
         detector_table,
         histogram_verdicts,
-        read_face_template,
         region_histograms,
         region_scores,
     )
+    from traitlens.face_template import load_template
 
     dump = tmp / "conv5_3.h5"
-    _, masks, names = read_face_template(tmp / "template.h5")
+    _, _, masks, names = load_template(tmp / "template.h5")
     clock.imports()
     info = ad.dump_info(dump)
     clock.lap("dump_info")
@@ -299,12 +299,12 @@ def phase_iou(tmp: Path, args) -> dict:
     from traitlens.detectors import (
         _chunk_frames,
         netdissect_iou,
-        read_face_template,
         unit_quantile_thresholds,
     )
+    from traitlens.face_template import load_template
 
     dump = tmp / "maps.h5"
-    _, masks, _ = read_face_template(tmp / "template.h5")
+    _, _, masks, _ = load_template(tmp / "template.h5")
     n = args.iou_frames
     chunk = _chunk_frames(args.units, 14, 14)
     clock.imports()

@@ -32,9 +32,13 @@ from traitlens.audio_features import AudioParams
 from traitlens.audio_model import read_audio_features
 from traitlens.aus import read_faces
 from traitlens.cam import face_overlap_table, read_cam_file, write_cam_file
-from traitlens.detectors import read_face_template
 from traitlens.errors import UserError
-from traitlens.face_template import build_face_template, mean_aligned_face, read_template
+from traitlens.face_template import (
+    build_face_template,
+    load_template,
+    mean_aligned_face,
+    read_template,
+)
 from traitlens.faces import FaceParams
 from traitlens.faces_shard import detect_faces_shard, open_frames
 from traitlens.labels import BIG_FIVE
@@ -152,7 +156,7 @@ READERS = [
     ("faces", "train_visual face", lambda f: build_index("face", [f["faces"]], LABELS)),
     ("faces", "DataLoader face", lambda f: PixelReader("face", [str(f["faces"])])),
     ("faces", "cam_face_overlap", _overlap),
-    ("template", "find_detectors", lambda f: read_face_template(f["template"])),
+    ("template", "find_detectors", lambda f: load_template(f["template"])),
     ("template", "read_template", lambda f: read_template(f["template"])),
     ("activations", "find_detectors", lambda f: read_keys(f["activations"])),
     ("activations", "find_au_detectors", lambda f: read_reduction(f["activations"], "max")),

@@ -2,6 +2,7 @@
 
 from traitlens.aus import AuConfig, estimate_shard, write_tsv
 from traitlens.errors import run_entry
+from traitlens.faults import kill_point
 
 
 def main() -> None:
@@ -10,6 +11,7 @@ def main() -> None:
     frames_path = sm.input.get("frames")  # only the detector backend reads the frames
     frames, videos = estimate_shard(sm.input.faces, cfg, frames_path)
     write_tsv(frames, sm.output.frames)
+    kill_point("estimate_aus")  # one output written, the other not
     write_tsv(videos, sm.output.videos)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -27,8 +26,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from traitlens.atomic import temp_next_to
 from traitlens.dan import CONV_LAYERS, VGG16_BLOCKS, DanPlus
 from traitlens.errors import UserError
+from traitlens.faults import kill_point
 from traitlens.h5checks import as_str, open_checked, rebuild_hint
 
 log = logging.getLogger("traitlens.activation_dump")
@@ -136,7 +137,7 @@ class DumpWriter:
         self.map_hw = (int(map_hw[0]), int(map_hw[1]))
         self.store_maps = store_maps
         h, w = self.map_hw
-        self._tmp = _temp_next_to(self.path)
+        self._tmp = temp_next_to(self.path)
         self._state = "open"  # -> closed (renamed) | aborted (removed)
         frame_bytes = n_units * h * w * 2
         # whole chunks in the cache: a partial chunk write must not go to disk and back
@@ -337,17 +338,6 @@ class DumpWriter:
             self._tmp.unlink()
 
 
-def _temp_next_to(final: Path) -> Path:
-    """A fresh temporary name in final's folder (as traitlens.atomic.atomic_path)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".tmp-{final.name}.", dir=final.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    Path(name).chmod(0o666 & ~umask)
-    return Path(name)
-
-
 # --- the dump ----------------------------------------------------------------------------
 
 
@@ -510,6 +500,7 @@ def dump_activations(
             else:
                 ready = None
             sink.submit(_write_job(writers, start, parts, ready))
+            kill_point("dump_activations")
         sink.finish()
         for w in writers.values():
             w.close()

@@ -7,17 +7,24 @@ under the final name, so a rerun cannot mistake it for a finished result.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 
-@contextlib.contextmanager
-def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``final``; on clean exit rename it to ``final``."""
+def temp_next_to(final: str | os.PathLike[str]) -> Path:
+    """A fresh, empty temporary file in ``final``'s folder, named ``.tmp-<name>.*``.
+
+    Temporary files a killed earlier attempt left for the same output are removed first:
+    Snakemake runs one job per output at a time, so they belong to nobody, and a killed
+    shard or dump would otherwise leave gigabytes behind on every retry.
+    """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".tmp-{glob.escape(final.name)}.*"):
+        stale.unlink(missing_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{final.name}.", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -25,6 +32,13 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     umask = os.umask(0)
     os.umask(umask)
     tmp.chmod(0o666 & ~umask)
+    return tmp
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``final``; on clean exit rename it to ``final``."""
+    tmp = temp_next_to(final)
     try:
         yield tmp
         os.replace(tmp, final)

@@ -34,6 +34,8 @@ import pandas as pd
 
 from traitlens import atomic
 from traitlens.atomic import save_figure
+from traitlens.face_template import load_template
+from traitlens.faults import kill_point
 
 log = logging.getLogger("traitlens.detectors")
 
@@ -418,24 +420,6 @@ def plot_layer_histograms(
 # --- the find_detectors rule -------------------------------------------------------------------
 
 
-def read_face_template(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(mean_face uint8 (S, S, 3), masks bool (R, S, S), region_names) of a template.h5."""
-    from traitlens.h5checks import as_str, open_checked
-
-    with open_checked(path, "face template", "build_face_template", ["masks", "mean_face"]) as f:
-        masks = f["masks"][:].astype(bool)
-        mean_face = f["mean_face"][:]
-        names = [as_str(n) for n in f.attrs.get("region_names", [])]
-    if len(names) != len(masks):
-        from traitlens.errors import UserError
-
-        raise UserError(
-            f"{path}: {len(masks)} region masks but region_names lists {names}; delete it "
-            "and rerun snakemake so that the build_face_template rule rebuilds it"
-        )
-    return mean_face, masks, names
-
-
 def _chunk_frames(n_units: int, h: int, w: int, budget: int = 64 * 2**20) -> int:
     return max(1, budget // max(1, n_units * h * w * 4))
 
@@ -488,7 +472,7 @@ def find_detectors(
     from traitlens.errors import UserError
     from traitlens.train_data import PixelReader
 
-    mean_face, masks, region_names = read_face_template(template)
+    _, mean_face, masks, region_names = load_template(template)
     if not len(dumps) == len(layers) == len(histogram_outs):
         raise ValueError("find_detectors: dumps, layers and histogram outputs must match")
     if len(montage_outs) != len(region_names):
@@ -554,6 +538,7 @@ def find_detectors(
     table = pd.concat(tables, ignore_index=True)
     write_tsv(table, table_out)
     write_tsv(detector_counts(table), counts_out)
+    kill_point("find_detectors")
 
     reader = PixelReader("face", [str(p) for p in faces])
     keys: dict[str, pd.DataFrame] = {}  # read once per layer, only when a montage needs it

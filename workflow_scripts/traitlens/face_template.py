@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import h5py
@@ -30,7 +31,7 @@ import numpy as np
 from traitlens.atomic import atomic_path, save_figure
 from traitlens.errors import UserError
 from traitlens.face_landmarks import REGIONS, connections, edge_indices, paths, polygon_area
-from traitlens.h5checks import open_checked
+from traitlens.h5checks import as_str, open_checked, rebuild_hint
 
 log = logging.getLogger("traitlens.face_template")
 
@@ -170,13 +171,34 @@ def build_face_template(
     return areas
 
 
+class FaceTemplate(NamedTuple):
+    mean_landmarks: np.ndarray  # (478, 2) aligned pixels
+    mean_face: np.ndarray  # uint8 (S, S, 3)
+    masks: np.ndarray  # bool (R, S, S)
+    region_names: list[str]
+
+
+def load_template(path: str | Path) -> FaceTemplate:
+    """A template.h5, checked: UserError naming the file and the rule that rebuilds it."""
+    with open_checked(
+        path, "face template", "build_face_template", ["mean_landmarks", "mean_face", "masks"]
+    ) as f:
+        names = [as_str(n) for n in f.attrs.get("region_names", [])]
+        template = FaceTemplate(
+            f["mean_landmarks"][:], f["mean_face"][:], f["masks"][:].astype(bool), names
+        )
+    if len(names) != len(template.masks):
+        raise UserError(
+            f"{path}: {len(template.masks)} region masks but region_names lists {names}; "
+            f"{rebuild_hint(path, 'build_face_template')}"
+        )
+    return template
+
+
 def read_template(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(mean_landmarks, masks, region_names) of a template.h5."""
-    with open_checked(
-        path, "face template", "build_face_template", ["mean_landmarks", "masks"]
-    ) as f:
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in f.attrs["region_names"]]
-        return f["mean_landmarks"][:], f["masks"][:], names
+    template = load_template(path)
+    return template.mean_landmarks, template.masks, template.region_names
 
 
 def plot_regions(

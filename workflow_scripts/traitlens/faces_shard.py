@@ -21,6 +21,7 @@ from traitlens.atomic import atomic_path
 from traitlens.errors import UserError
 from traitlens.faces import FaceParams, VideoFaces, choose_main_faces, detect_all, fit_faces
 from traitlens.faces_qc import video_qc_row, write_face_qc
+from traitlens.faults import kill_point
 from traitlens.h5checks import as_str, open_checked, rebuild_hint
 from traitlens.mediapipe_face import FaceDetector, LandmarkModel, mediapipe_version
 
@@ -203,6 +204,7 @@ def _write_faces(src: h5py.File, out: Path, params, models, batch, progress) -> 
                 seen.append(part.n_faces_seen)
                 reasons += part.reason
                 bar.update(len(chunk))
+                kill_point("detect_faces")
             qc_rows.append(
                 video_qc_row(video_id, _cat(success, bool), _cat(seen, np.int8), reasons)
             )

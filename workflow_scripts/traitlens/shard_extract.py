@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from traitlens.atomic import atomic_path
 from traitlens.audio_features import LOG_FLOOR, AudioParams, extract_audio_features
+from traitlens.faults import kill_point
 from traitlens.frame_plan import evenly_spaced_indices
 from traitlens.frames import extract_frames
 from traitlens.probe import VideoProbe, VideoReadError, probe_video, tool_path
@@ -169,6 +170,7 @@ def extract_shard(
             if result.ok:
                 fw.add(result)
                 aw.add(result)
+                kill_point("extract_shard")
             else:
                 log.warning("failed: %s: %s", result.video_id, result.reason)
             qc_rows.append(result.qc_row())

@@ -95,6 +95,60 @@ def tiny_models(config: dict, epochs: int = 1) -> dict:
     return config
 
 
+def tiny_demo_config() -> dict:
+    """The tiny demo: 5 one-second clips, 4 frames each, the four CNNs at 32 px, 2 epochs."""
+    config = default_config()
+    config["dataset"]["name"] = "tiny"
+    config["demo"].update(n_videos=5, n_identities=5, duration_s=1.0, width=192, height=108)
+    config["extract"].update(frame_width=192, frame_height=108, frames_per_video=4)
+    config["activations"]["batch_size"] = 8  # several batches, so a kill can fall between
+    return tiny_models(config, epochs=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory) -> tuple[Path, Path]:
+    """(work folder, config file) of one uninterrupted local run of the tiny demo, shared by
+    the tests that inspect it and those that compare another run with it."""
+    workdir = tmp_path_factory.mktemp("tiny_demo")
+    configfile = write_config(workdir / "tiny.yaml", tiny_demo_config())
+    result = run_snakemake(workdir, configfile)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, configfile
+
+
+# Not compared between runs: per-job logs and timings, training checkpoints (their history
+# holds timings too), and the report a test may have built in the reference folder.
+NOT_COMPARED = {"logs", "benchmarks", "checkpoints", "report.html"}
+TIMING_COLUMNS = ["seconds", "images_per_s"]
+
+
+def output_differences(a: Path, b: Path) -> list[str]:
+    """The outputs (results/ and generated resources/) that differ between two work folders:
+    missing on one side, or different bytes; training logs by value without their timing
+    columns. Every other output format of the workflow is byte-reproducible."""
+    import pandas as pd
+
+    def outputs(root: Path) -> set[Path]:
+        return {
+            p.relative_to(root)
+            for top in ("results", "resources")
+            for p in (root / top).rglob("*")
+            if p.is_file() and not NOT_COMPARED & set(p.relative_to(root).parts)
+        }
+
+    mine, theirs = outputs(a), outputs(b)
+    differ = sorted(str(p) + " (missing on one side)" for p in mine ^ theirs)
+    for rel in sorted(mine & theirs):
+        if rel.name == "training_log.tsv":
+            x, y = (pd.read_csv(r / rel, sep="\t").drop(columns=TIMING_COLUMNS) for r in (a, b))
+            same = x.equals(y)
+        else:
+            same = (a / rel).read_bytes() == (b / rel).read_bytes()
+        if not same:
+            differ.append(str(rel))
+    return differ
+
+
 def job_counts(dry_run_output: str) -> dict[str, int]:
     """Jobs per rule (and 'total') from the 'Job stats' table of a dry run."""
     return {

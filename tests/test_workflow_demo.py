@@ -9,66 +9,58 @@ import pytest
 
 from traitlens.labels import BIG_FIVE
 
-from conftest import default_config, run_snakemake, tiny_models, write_config
+from conftest import run_snakemake, write_config
 from test_workflow_config import fi_layout
 
 pytestmark = pytest.mark.workflow
 
 
-def test_tiny_demo_runs_through_extraction(tmp_path):
-    config = default_config()
-    config["dataset"]["name"] = "tiny"
-    config["demo"].update(n_videos=5, n_identities=5, duration_s=1.0, width=192, height=108)
-    config["extract"].update(frame_width=192, frame_height=108, frames_per_video=4)
-    tiny_models(config, epochs=2)
-    configfile = write_config(tmp_path / "tiny.yaml", config)
-    result = run_snakemake(tmp_path, configfile)
-    assert result.returncode == 0, result.stderr[-3000:]
-
-    manifest = pd.read_csv(tmp_path / "results/tiny/manifest.tsv", sep="\t")
+def test_tiny_demo_runs_end_to_end(tiny_demo):
+    workdir, configfile = tiny_demo
+    manifest = pd.read_csv(workdir / "results/tiny/manifest.tsv", sep="\t")
     assert len(manifest) == 5 and set(manifest["split"]) <= {"train", "validation", "test"}
     assert manifest[list(BIG_FIVE)].stack().between(0, 1).all()
     assert manifest["video_id"].str.fullmatch(r"[A-Za-z0-9_-]{11}\.\d{3}").all()
-    qc = pd.read_csv(tmp_path / "results/tiny/qc/videos.tsv", sep="\t")
+    qc = pd.read_csv(workdir / "results/tiny/qc/videos.tsv", sep="\t")
     assert (qc["status"] == "ok").all() and (qc["n_frames"] == 4).all()
     assert (qc["width"] == 192).all() and (qc["has_audio"]).all()
     assert (qc["n_faces"] == 4).all()  # mediapipe finds the face in every demo frame
-    assert (tmp_path / "results/tiny/figures/face_regions.png").stat().st_size > 10_000
+    assert (workdir / "results/tiny/figures/face_regions.png").stat().st_size > 10_000
     n_frames = 0
     for shard in sorted(manifest["shard"].unique()):
-        with h5py.File(tmp_path / f"results/tiny/frames/{shard}.h5") as h5:
+        with h5py.File(workdir / f"results/tiny/frames/{shard}.h5") as h5:
             n_frames += len(h5["frames"])
             assert h5["frames"][:].std() > 10  # real images, not blank frames
     assert n_frames == 5 * 4
     aus = pd.concat(
-        pd.read_csv(tmp_path / f"results/tiny/aus/{s}.tsv", sep="\t")
+        pd.read_csv(workdir / f"results/tiny/aus/{s}.tsv", sep="\t")
         for s in sorted(manifest["shard"].unique())
     )
     assert len(aus) == 5 * 4 and aus["success"].all()
     assert aus[["AU01", "AU12", "AU26", "AU43", "AU45"]].stack().between(0, 1).all()
-    validation = pd.read_csv(tmp_path / "results/tiny/validation/aus.tsv", sep="\t")
+    validation = pd.read_csv(workdir / "results/tiny/validation/aus.tsv", sep="\t")
     assert set(validation.loc[validation["planted"], "au"]) == {"AU01", "AU12", "AU26", "AU43"}
-    truth = tmp_path / "resources/demo/ground_truth"
+    truth = workdir / "resources/demo/ground_truth"
     assert {"frames.tsv", "videos.tsv", "planted.json"} <= {p.name for p in truth.iterdir()}
 
-    accuracy = pd.read_csv(tmp_path / "results/tiny/tables/accuracy.tsv", sep="\t")
+    accuracy = pd.read_csv(workdir / "results/tiny/tables/accuracy.tsv", sep="\t")
     models = ["img+audio", "img", "face", "audio", "aus", "train_mean"]
     assert list(accuracy["model"].unique()) == models
     assert accuracy[["mean", *BIG_FIVE]].stack().between(0, 1).all()
     assert (accuracy["mean_ci_low"] <= accuracy["mean"]).all()
     assert (accuracy["mean"] <= accuracy["mean_ci_high"]).all()
     for model in ("img", "face"):
-        history = pd.read_csv(tmp_path / f"results/tiny/models/{model}/training_log.tsv", sep="\t")
+        history = pd.read_csv(workdir / f"results/tiny/models/{model}/training_log.tsv", sep="\t")
         assert list(history["epoch"]) == [1, 2]
         frames = pd.read_csv(
-            tmp_path / f"results/tiny/models/{model}/frame_predictions.tsv", sep="\t"
+            workdir / f"results/tiny/models/{model}/frame_predictions.tsv", sep="\t"
         )
         assert len(frames) == 5 * 4
-    assert (tmp_path / "results/tiny/figures/accuracy.png").stat().st_size > 10_000
-    check_interpretability(tmp_path / "results/tiny", manifest)
-    check_report(tmp_path, configfile)
+    assert (workdir / "results/tiny/figures/accuracy.png").stat().st_size > 10_000
+    check_interpretability(workdir / "results/tiny", manifest)
+    check_report(workdir, configfile)
 
-    again = run_snakemake(tmp_path, configfile, "-n")
+    again = run_snakemake(workdir, configfile, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
 
 

@@ -1,5 +1,6 @@
 """The tiny demo submitted to a real one-node SLURM cluster through the SLURM executor and
-the project's profiles/slurm, against the same workflow run locally: identical outputs."""
+the project's profiles/slurm, against the same workflow run locally (the shared tiny_demo
+run): identical outputs, file for file."""
 
 from __future__ import annotations
 
@@ -9,23 +10,9 @@ import subprocess
 import pytest
 from slurm_cluster import PARTITION, Cluster, missing_tools
 
-from conftest import REPO, default_config, run_snakemake, tiny_models, write_config
+from conftest import REPO, output_differences, run_snakemake, tiny_demo_config, write_config
 
 pytestmark = pytest.mark.workflow
-
-COMPARED = (
-    "manifest.tsv",
-    "qc/videos.tsv",
-    "tables/accuracy.tsv",
-    "tables/comparisons.tsv",
-    "models/img/predictions.tsv",
-    "models/face/frame_predictions.tsv",
-    "models/audio/predictions.tsv",
-    "models/aus/predictions.tsv",
-    "tables/cam_face_overlap.tsv",
-    "tables/detectors.tsv",
-    "tables/au_emergence.tsv",
-)
 
 
 @pytest.fixture(scope="module")
@@ -39,27 +26,14 @@ def cluster(tmp_path_factory):
         yield running
 
 
-def tiny_config(path):
-    config = default_config()
-    config["dataset"]["name"] = "tiny"
-    config["demo"].update(n_videos=5, n_identities=5, duration_s=1.0, fps=10, width=192, height=108)
-    config["extract"].update(frame_width=192, frame_height=108, frames_per_video=3)
-    tiny_models(config)
-    config["activations"]["layers"] = ["conv5_3"]  # one layer: fewer jobs through sbatch
-    return write_config(path, config)
-
-
-def test_slurm_run_matches_a_local_run(cluster, tmp_path):
-    local, remote = tmp_path / "local", tmp_path / "slurm"
-    local.mkdir()
+def test_slurm_run_matches_a_local_run(cluster, tiny_demo, tmp_path):
+    local, _ = tiny_demo  # the same config run locally
+    remote = tmp_path / "slurm"
     remote.mkdir()
-    result = run_snakemake(local, tiny_config(local / "tiny.yaml"))
-    assert result.returncode == 0, result.stderr[-3000:]
-
     gpu_rules = "train_visual", "predict_visual", "dump_activations", "compute_cam"
     result = run_snakemake(
         remote,
-        tiny_config(remote / "tiny.yaml"),
+        write_config(remote / "tiny.yaml", tiny_demo_config()),
         "--executor", "slurm",
         "--workflow-profile", str(REPO / "profiles/slurm"),
         "--jobs", "4",
@@ -79,9 +53,5 @@ def test_slurm_run_matches_a_local_run(cluster, tmp_path):
         ["squeue", "-h", "-t", "all", "-o", "%j"], capture_output=True, text=True, check=True
     ).stdout.split()
     assert len(names) >= 8, names  # each job (a group counts once) went through sbatch
-    for name in COMPARED:
-        a = (local / "results/tiny" / name).read_bytes()
-        b = (remote / "results/tiny" / name).read_bytes()
-        assert a == b, f"{name} differs between the local and the SLURM run"
-    for frames in sorted((local / "results/tiny/frames").glob("*.h5")):
-        assert frames.read_bytes() == (remote / "results/tiny/frames" / frames.name).read_bytes()
+    # every output: tables, predictions, frame, face, dump and CAM files, figures, weights
+    assert output_differences(local, remote) == []

@@ -1,0 +1,110 @@
+"""Kill and rerun: the tiny demo killed with SIGKILL half way through each stage, then run
+again, ends with exactly the outputs of an uninterrupted run.
+
+Each kill takes down the whole run (Snakemake and every job, as a power cut or a
+scheduler's ``kill -9`` would) at a kill point of traitlens.faults, where the stage is
+known to be half done. After each kill the test checks the half-done state on disk (no
+truncated output under its final name), unlocks the folder as the README tells users to,
+and goes on; the last run must finish and match the uninterrupted tiny demo file for file.
+The two runs start from scratch in different folders, so this is also the determinism
+check: same seed, identical outputs (bytes; training logs by value without timings).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, output_differences, run_snakemake, tool
+
+pytestmark = pytest.mark.workflow
+
+RESULTS = Path("results/tiny")
+
+
+def run_until_killed(workdir: Path, configfile: Path, point: str) -> subprocess.CompletedProcess:
+    """The workflow with the kill point armed, in a process group of its own (the group
+    the kill point takes down; never the test's own)."""
+    return subprocess.run(
+        [tool("snakemake"), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+         "--configfile", str(configfile), "--cores", "2"],
+        env={**os.environ, "TRAITLENS_KILL_AT": point},
+        start_new_session=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+
+
+def temp_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob(".tmp-*"))
+
+
+def half_done_extraction(results: Path) -> None:
+    assert not (results / "frames/s000.h5").exists()
+    assert temp_files(results / "frames")  # the shard was being written
+
+
+def half_done_faces(results: Path) -> None:
+    assert not (results / "faces/s000.h5").exists()
+    assert temp_files(results / "faces")
+
+
+def half_done_aus(results: Path) -> None:
+    # one of the job's two outputs is complete, the other missing: Snakemake must redo both
+    assert (results / "aus/s000.tsv").exists()
+    assert not (results / "aus/s000.videos.tsv").exists()
+
+
+def half_done_training(results: Path) -> None:
+    resumable = [
+        m.name
+        for m in (results / "models").iterdir()
+        if (m / "checkpoints/epoch_001.pt").exists() and not (m / "weights.pt").exists()
+    ]
+    assert resumable  # killed after epoch 1 of 2: the rerun resumes from the checkpoint
+
+
+def half_done_dumps(results: Path) -> None:
+    assert not list((results / "activations/face").glob("*.h5"))
+    assert temp_files(results / "activations/face")
+
+
+def half_done_detectors(results: Path) -> None:
+    assert (results / "tables/detectors.tsv").exists()  # written before the kill
+    assert not list((results / "figures").glob("detectors_*.png"))  # the montages were not
+
+
+STAGES = {
+    "extract_shard": half_done_extraction,
+    "detect_faces": half_done_faces,
+    "estimate_aus": half_done_aus,
+    "train_visual": half_done_training,
+    "dump_activations": half_done_dumps,
+    "find_detectors": half_done_detectors,
+}
+
+
+def test_killed_in_every_stage_the_reruns_end_with_the_uninterrupted_outputs(tiny_demo, tmp_path):
+    reference, configfile = tiny_demo
+    results = tmp_path / RESULTS
+    for point, check_half_done in STAGES.items():
+        killed = run_until_killed(tmp_path, configfile, point)
+        assert killed.returncode == -signal.SIGKILL, (point, killed.stderr[-3000:])
+        check_half_done(results)
+        # Snakemake itself was killed: its lock stays until --unlock (README, "Killed runs")
+        unlock = run_snakemake(tmp_path, configfile, "--unlock")
+        assert unlock.returncode == 0, unlock.stderr[-2000:]
+
+    final = run_snakemake(tmp_path, configfile)
+    assert final.returncode == 0, final.stderr[-3000:]
+    train_logs = (results / "logs/train_visual").glob("*.log")
+    assert any("resuming after epoch 1" in log.read_text() for log in train_logs)
+    assert not [str(p) for p in results.rglob(".tmp-*")]  # no leftovers of killed writes
+    assert output_differences(reference, tmp_path) == []
+    again = run_snakemake(tmp_path, configfile, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr

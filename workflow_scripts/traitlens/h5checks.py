@@ -23,15 +23,23 @@ def rebuild_hint(path: str | Path, rule: str) -> str:
     )
 
 
-def open_problem(path: Path, err: OSError) -> str:
-    """What is wrong with a file h5py could not open, in the user's words."""
+def missing_or_empty(path: Path) -> str | None:
+    """The problems any intermediate can have before its format is looked at, or None."""
     if not path.exists():
         return "the file does not exist"
     if path.is_dir():
         return "a folder, not a file"
-    size = path.stat().st_size
-    if size == 0:
+    if path.stat().st_size == 0:
         return "the file is empty (0 bytes)"
+    return None
+
+
+def open_problem(path: Path, err: OSError) -> str:
+    """What is wrong with a file h5py could not open, in the user's words."""
+    problem = missing_or_empty(path)
+    if problem is not None:
+        return problem
+    size = path.stat().st_size
     # HDF5 stores the file's length in its superblock and refuses a shorter file
     stored = re.search(r"stored_eof = (\d+)", str(err))
     if "truncated file" in str(err):

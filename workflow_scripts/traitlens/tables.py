@@ -15,18 +15,15 @@ from pathlib import Path
 import pandas as pd
 
 from traitlens.errors import UserError
-from traitlens.h5checks import rebuild_hint
+from traitlens.h5checks import missing_or_empty, rebuild_hint
 
 
 def file_problem(path: Path) -> str | None:
     """What makes ``path`` unreadable as a complete table before parsing it, or None."""
-    if not path.exists():
-        return "the file does not exist"
-    if path.is_dir():
-        return "a folder, not a file"
+    problem = missing_or_empty(path)
+    if problem is not None:
+        return problem
     size = path.stat().st_size
-    if size == 0:
-        return "the file is empty (0 bytes)"
     with path.open("rb") as fh:
         fh.seek(size - 1)
         if fh.read(1) != b"\n":

@@ -11,7 +11,11 @@ step, the loss read back each step, as ``train.train_model`` runs them) fed two 
              from it, then ``to_model_input`` (float, flips) as in training
   loader     ``visual_model.model_batches``, what ``train_visual`` runs: ``build_index`` ->
              ``batch_loader`` (HDF5 reads and the uint8 resize batch by batch,
-             ``num_workers`` processes, pinned memory on CUDA) -> ``to_model_input``
+             ``num_workers`` processes, pinned memory on CUDA) -> ``to_model_input``;
+             with ``--crop-scale`` / ``--crop-aspect`` / ``--jitter`` / ``--color-jitter``
+             the plan carries training augmentation (per-sample random resized crops,
+             brightness/contrast/colour jitter, done by the loader), the in-memory source
+             stays unaugmented
 
 Both use the same model, optimiser, epoch plan (``epoch_plan``: shuffled order, random
 flips) and number of steps. Each repeat runs every case once, in a rotated order; a
@@ -31,6 +35,9 @@ Presets (run from the repository root):
   .venv/bin/python bench/bench_train.py --device cpu --width-divisor 8 --batch-norm \
       --input-size 96 --frame-size 216x384 --optimizer adam --batch 32 --steps 10 \
       --warmup 2 --repeats 3 --threads 2 --num-workers 0 1
+  the same with training augmentation in the loader (as a config with crop_scale
+  [0.6, 1.0], crop_aspect 1.2, jitter 0.2, color_jitter 0.3): add
+      --crop-scale 0.6 1.0 --crop-aspect 1.2 --jitter 0.2 --color-jitter 0.3
 
   (b) GPU (the paper's full VGG16, no batch norm, 224x224 from First Impressions-sized
       360x640 frames, batch 32, SGD, bf16 autocast, channels_last, 4 and 8 workers,
@@ -107,6 +114,7 @@ make_optimizer = _mods["traitlens.train"].make_optimizer
 training_step = _mods["traitlens.train"].training_step
 build_index = _mods["traitlens.train_data"].build_index
 epoch_plan = _mods["traitlens.train_data"].epoch_plan
+Augmentation = _mods["traitlens.train_data"].Augmentation
 to_model_input = _mods["traitlens.train_data"].to_model_input
 resize_batch = _mods["traitlens.train_data"].resize_batch
 BIG_FIVE = importlib.import_module("traitlens.labels").BIG_FIVE
@@ -238,7 +246,7 @@ def memory_batches(pixels, labels, plan, size, device):
     On CPU the gather goes through numpy's (single-threaded) take: torch's CPU
     index_select, 0.2 ms a batch on a quiet machine, took up to ~250 ms when other jobs
     held the cores and its threads waited for each other (on CUDA it is one kernel)."""
-    for pos, flips in plan:
+    for pos, flips, _crops, _jitter in plan:
         if device.type == "cpu":
             x = torch.from_numpy(pixels.numpy()[pos])
             y = torch.from_numpy(labels.numpy()[pos])
@@ -275,6 +283,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--num-workers", type=int, nargs="*", default=[0], help="loader cases (0: in process)"
     )
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    ap.add_argument(
+        "--crop-scale",
+        type=float,
+        nargs=2,
+        default=(1.0, 1.0),
+        metavar=("MIN", "MAX"),
+        help="loader: random resized crops (config crop_scale; default off)",
+    )
+    ap.add_argument("--crop-aspect", type=float, default=1.0, help="config crop_aspect")
+    ap.add_argument("--jitter", type=float, default=0.0, help="config jitter (0: off)")
+    ap.add_argument("--color-jitter", type=float, default=0.0, help="config color_jitter")
     ap.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
@@ -361,6 +380,9 @@ def main(argv=None) -> dict:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
 
+        augmentation = Augmentation(
+            tuple(args.crop_scale), args.crop_aspect, args.jitter, args.color_jitter
+        )
         # case name -> loader workers; None: in-memory
         setups = {"in-memory": None}
         setups.update({f"loader, {n} workers": n for n in args.num_workers})
@@ -368,8 +390,9 @@ def main(argv=None) -> dict:
         ips: dict[str, list[float]] = {c: [] for c in cases}
         cut: dict[str, int] = {}  # case -> runs stopped early by --case-seconds
         for r in range(args.repeats):
-            plan = epoch_plan(len(index), args.batch, seed=0, epoch=r, flip_p=0.5)
-            plan = [b for b in plan if len(b[0]) == args.batch][: args.warmup + args.steps]
+            plan = epoch_plan(len(index), args.batch, 0, r, 0.5, augmentation)
+            plan = [b for b in plan if len(b.positions) == args.batch]
+            plan = plan[: args.warmup + args.steps]
             if len(plan) < args.warmup + args.steps:
                 sys.exit(f"--frames {n_frames}: too few for {args.warmup + args.steps} batches")
             order = cases[r % len(cases) :] + cases[: r % len(cases)]
@@ -414,6 +437,12 @@ def main(argv=None) -> dict:
         "steps": args.steps,
         "repeats": args.repeats,
         "threads": args.threads,
+        "augmentation": {
+            "crop_scale": list(augmentation.crop_scale),
+            "crop_aspect": augmentation.crop_aspect,
+            "jitter": augmentation.jitter,
+            "color_jitter": augmentation.color_jitter,
+        },
         "images_per_s": {c: round(statistics.median(v), 1) for c, v in ips.items()},
         "images_per_s_per_repeat": {c: [round(v, 1) for v in ips[c]] for c in cases},
         "x_in_memory": {c: round(ratios[c], 3) for c in cases},
@@ -433,7 +462,7 @@ def main(argv=None) -> dict:
     print(
         f"\nmachine: {result['device']}; torch {result['torch']}; {args.threads} torch "
         f"thread(s); load average {result['load_average'][0]} before, "
-        f"{result['load_average'][1]} after"
+        f"{result['load_average'][1]} after; loader augmentation {result['augmentation']}"
     )
     print("\n| case | images/s | x in-memory | images/s per repeat |")
     print("|---|---|---|---|")

@@ -3,9 +3,11 @@
 Tiny shard files shaped like the real ``frames/<shard>.h5`` and ``faces/<shard>.h5`` are
 written in tmp_path. Checks: a planted trait is learned (held-out MAE far below the
 train-mean baseline), a run killed by SIGKILL mid-training resumes from its checkpoint and
-ends with bit-identical weights, checkpoints of other settings are ignored, the epoch
-plan is seeded and complete, the sample index and pixel reader, the weights file
-round-trip and the refusals (bad weights file, CUDA requested without a GPU).
+ends with bit-identical weights (augmentation on), checkpoints of other settings are
+ignored, the epoch plan is seeded and complete, its augmentation (random resized crops,
+brightness/contrast jitter) is seeded, bounded and leaves the plan as it was when off, the
+sample index and pixel reader, the weights file round-trip and the refusals (bad weights
+file, bad augmentation settings, CUDA requested without a GPU).
 """
 
 from __future__ import annotations
@@ -26,7 +28,18 @@ from traitlens.dan import DanConfig, DanPlus
 from traitlens.errors import UserError
 from traitlens.labels import BIG_FIVE
 from traitlens.train import TrainConfig, load_last_checkpoint, resolve_device
-from traitlens.train_data import PixelReader, build_index, epoch_plan
+from traitlens.train_data import (
+    Augmentation,
+    BatchDataset,
+    PixelReader,
+    build_index,
+    crop_boxes,
+    crop_resize_batch,
+    epoch_plan,
+    jitter_batch,
+    resize_batch,
+    sequential_plan,
+)
 from traitlens.visual_model import (
     RunConfig,
     load_trained,
@@ -165,9 +178,10 @@ from traitlens.visual_model import RunConfig, save_weights, train_visual
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s %(message)s")
 torch.set_num_threads(1)
 data, manifest, checkpoints, out = sys.argv[1:5]
+augmentation = {augmentation!r}
 dan = DanConfig(width_divisor=16, batch_norm=True, input_size=32, input_scale=1 / 64)
 cfg = TrainConfig(epochs=4, batch_size=16, optimizer="adam", lr_start=3e-3, lr_end=3e-4,
-                  weight_decay=1e-4, flip_p=0.5, seed=3)
+                  weight_decay=1e-4, flip_p=0.5, seed=3, **augmentation)
 run = RunConfig(device="cpu", amp=False, num_workers=0, threads=1)
 model, history = train_visual("img", [data], read_labels(manifest), dan, cfg, None, run,
                               Path(checkpoints))
@@ -190,12 +204,19 @@ def _checkpoint_epochs(folder: Path) -> list[int]:
     return sorted(int(p.stem.split("_")[1]) for p in folder.glob("epoch_*.pt"))
 
 
+# with augmentation on, the resumed epochs must also redraw the uninterrupted run's crops
+# and jitter (without it the plan is the same but for them: one run covers both)
+AUGMENTED = {"crop_scale": (0.6, 1.0), "crop_aspect": 1.25, "jitter": 0.2}
+
+
 def test_killed_run_resumes_to_identical_weights(tmp_path):
     data, labels = planted_data(tmp_path, n_videos=60, splits=(50, 10, 0))
     manifest = tmp_path / "manifest.tsv"
     labels.assign(youtube_id="x").to_csv(manifest, sep="\t", index=False)  # extra column
     script = tmp_path / "train_job.py"
-    script.write_text(TRAIN_SCRIPT.format(scripts=str(REPO / "workflow_scripts")))
+    script.write_text(
+        TRAIN_SCRIPT.format(scripts=str(REPO / "workflow_scripts"), augmentation=AUGMENTED)
+    )
 
     runs = {name: tmp_path / name for name in ("whole", "killed")}
     whole = _start(script, data, manifest, runs["whole"])
@@ -254,14 +275,20 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
 # --- 3. a checkpoint of other settings is ignored ---------------------------------------
 
 
-def _short_run(data, labels, folder, seed=0):
+def _short_run(data, labels, folder, seed=0, crop_scale=(1.0, 1.0)):
     cfg = TrainConfig(
-        epochs=2, batch_size=16, optimizer="adam", lr_start=1e-3, lr_end=1e-4, seed=seed
+        epochs=2,
+        batch_size=16,
+        optimizer="adam",
+        lr_start=1e-3,
+        lr_end=1e-4,
+        seed=seed,
+        crop_scale=crop_scale,
     )
     return train_visual("img", [str(data)], labels, TINY, cfg, None, CPU, folder)
 
 
-@pytest.mark.parametrize("change", ["train_labels", "seed"])
+@pytest.mark.parametrize("change", ["train_labels", "seed", "augmentation"])
 def test_checkpoint_of_other_settings_is_ignored(tmp_path, caplog, change):
     data, labels = planted_data(tmp_path, n_videos=12, frames_per_video=2, splits=(8, 4, 0))
     folder = tmp_path / "checkpoints"
@@ -285,8 +312,10 @@ def test_checkpoint_of_other_settings_is_ignored(tmp_path, caplog, change):
         is_train = changed["split"] == "train"
         changed.loc[is_train, "openness"] = 1.0 - changed.loc[is_train, "openness"]
         _, new_history = _short_run(data, changed, folder)
-    else:
+    elif change == "seed":
         _, new_history = _short_run(data, labels, folder, seed=1)
+    else:
+        _, new_history = _short_run(data, labels, folder, crop_scale=(0.5, 0.9))
     assert "resuming" not in caplog.text
     assert "ignoring checkpoint" in caplog.text
     assert [h["epoch"] for h in new_history] == [1, 2]
@@ -300,28 +329,164 @@ def test_checkpoint_of_other_settings_is_ignored(tmp_path, caplog, change):
 
 def test_epoch_plan_is_seeded_complete_and_keeps_the_last_batch():
     plan = epoch_plan(103, 10, seed=5, epoch=2, flip_p=0.5)
-    assert [len(pos) for pos, _ in plan] == [10] * 10 + [3]
-    assert all(len(pos) == len(flips) for pos, flips in plan)
-    order = np.concatenate([pos for pos, _ in plan])
+    assert [len(b.positions) for b in plan] == [10] * 10 + [3]
+    assert all(len(b.positions) == len(b.flips) for b in plan)
+    order = np.concatenate([b.positions for b in plan])
     assert np.array_equal(np.sort(order), np.arange(103))  # every sample exactly once
-    flips = np.concatenate([f for _, f in plan])
+    flips = np.concatenate([b.flips for b in plan])
     assert flips.dtype == bool and 20 < flips.sum() < 83
 
     same = epoch_plan(103, 10, seed=5, epoch=2, flip_p=0.5)
     assert all(
-        np.array_equal(p, q) and np.array_equal(f, g)
-        for (p, f), (q, g) in zip(plan, same, strict=True)
+        np.array_equal(a.positions, b.positions) and np.array_equal(a.flips, b.flips)
+        for a, b in zip(plan, same, strict=True)
     )
-    other_epoch = np.concatenate([p for p, _ in epoch_plan(103, 10, 5, 3, 0.5)])
-    other_seed = np.concatenate([p for p, _ in epoch_plan(103, 10, 6, 2, 0.5)])
+    other_epoch = np.concatenate([b.positions for b in epoch_plan(103, 10, 5, 3, 0.5)])
+    other_seed = np.concatenate([b.positions for b in epoch_plan(103, 10, 6, 2, 0.5)])
     assert not np.array_equal(order, other_epoch)
     assert not np.array_equal(order, other_seed)
     assert not np.array_equal(order, np.arange(103))
 
-    no_flips = np.concatenate([f for _, f in epoch_plan(103, 10, 5, 2, 0.0)])
-    all_flips = np.concatenate([f for _, f in epoch_plan(103, 10, 5, 2, 1.0)])
+    no_flips = np.concatenate([b.flips for b in epoch_plan(103, 10, 5, 2, 0.0)])
+    all_flips = np.concatenate([b.flips for b in epoch_plan(103, 10, 5, 2, 1.0)])
     assert not no_flips.any() and all_flips.all()
-    assert [len(p) for p, _ in epoch_plan(20, 10, 0, 0, 0.5)] == [10, 10]
+    assert [len(b.positions) for b in epoch_plan(20, 10, 0, 0, 0.5)] == [10, 10]
+
+
+def test_augmentation_is_seeded_bounded_and_off_leaves_the_plan_unchanged():
+    # off: exactly the plan of before augmentation existed (order, then flips, one stream)
+    rng = np.random.default_rng([5, 2])
+    order, flips = rng.permutation(103), rng.random(103) < 0.5
+    plain = epoch_plan(103, 10, seed=5, epoch=2, flip_p=0.5)
+    assert np.array_equal(np.concatenate([b.positions for b in plain]), order)
+    assert np.array_equal(np.concatenate([b.flips for b in plain]), flips)
+    assert all(b.crops is None and b.jitter is None for b in plain)
+
+    aug = Augmentation(crop_scale=(0.6, 0.9), crop_aspect=1.25, jitter=0.2, color_jitter=0.3)
+    plan = epoch_plan(103, 10, seed=5, epoch=2, flip_p=0.5, augmentation=aug)
+    # on: order and flips unchanged, augmentation drawn after them
+    assert np.array_equal(np.concatenate([b.positions for b in plan]), order)
+    assert np.array_equal(np.concatenate([b.flips for b in plan]), flips)
+    assert [len(b.crops) for b in plan] == [len(b.positions) for b in plan]
+    crops = np.concatenate([b.crops for b in plan])
+    jitter = np.concatenate([b.jitter for b in plan])
+
+    # deterministic from (seed, epoch), different for another epoch or seed
+    same = epoch_plan(103, 10, seed=5, epoch=2, flip_p=0.5, augmentation=aug)
+    assert np.array_equal(np.concatenate([b.crops for b in same]), crops)
+    assert np.array_equal(np.concatenate([b.jitter for b in same]), jitter)
+    for seed, epoch in [(5, 3), (6, 2)]:
+        other = epoch_plan(103, 10, seed=seed, epoch=epoch, flip_p=0.5, augmentation=aug)
+        assert not np.allclose(np.concatenate([b.crops for b in other]), crops)
+
+    # crops inside the frame; sides within scale x stretch; stretch within the aspect bound
+    x0, y0, w, h = crops.T
+    assert (x0 >= 0).all() and (y0 >= 0).all()
+    assert (x0 + w <= 1 + 1e-12).all() and (y0 + h <= 1 + 1e-12).all()
+    assert (np.sqrt(w * h) >= 0.6 - 1e-12).all() and (np.sqrt(w * h) <= 0.9 + 1e-12).all()
+    assert (w / h >= 1 / 1.25 - 1e-12).all() and (w / h <= 1.25 + 1e-12).all()
+    assert np.ptp(np.sqrt(w * h)) > 0.2 and np.ptp(x0) > 0.05 and np.ptp(y0) > 0.05
+    assert jitter.shape == (103, 5)
+    assert (jitter[:, :2] >= 0.8).all() and (jitter[:, :2] <= 1.2).all()
+    assert (jitter[:, 2:] >= 0.7).all() and (jitter[:, 2:] <= 1.3).all()
+    assert np.ptp(jitter[:, :2], axis=0).min() > 0.3 and np.ptp(jitter[:, 2:], axis=0).min() > 0.45
+    # each kind of jitter is drawn after the crops: without it, the crops stay as they were
+    crops_only = Augmentation(crop_scale=(0.6, 0.9), crop_aspect=1.25)
+    unjittered = epoch_plan(103, 10, seed=5, epoch=2, flip_p=0.5, augmentation=crops_only)
+    assert np.array_equal(np.concatenate([b.crops for b in unjittered]), crops)
+    assert all(b.jitter is None for b in unjittered)
+    tint_only = Augmentation(color_jitter=0.3)
+    tinted = np.concatenate([b.jitter for b in epoch_plan(103, 10, 5, 2, 0.5, tint_only)])
+    assert (tinted[:, :2] == 1).all() and (tinted[:, 2:] != 1).all()
+
+    # without a stretch crops are square fractions; whole-side crops sit at the origin
+    square = np.concatenate(
+        [b.crops for b in epoch_plan(50, 10, 1, 0, 0.5, Augmentation((0.7, 1.0)))]
+    )
+    assert np.allclose(square[:, 2], square[:, 3])
+    assert square[:, 2].min() >= 0.7 and square[:, 2].max() <= 1.0
+    # a stretch on a whole-frame crop is capped by the frame
+    capped = np.concatenate(
+        [b.crops for b in epoch_plan(50, 10, 1, 0, 0.5, Augmentation((1.0, 1.0), 1.5))]
+    )
+    assert (capped[:, 2:] <= 1.0).all() and (capped[:, :2] >= 0).all()
+    assert (capped[:, 2:].min(axis=1) < 1.0).all() and (capped[:, 2:].max(axis=1) == 1.0).all()
+
+    # pixel boxes: inside the frame, at least one pixel, the whole frame for (0, 0, 1, 1)
+    boxes = crop_boxes(np.vstack([crops, [[0, 0, 1, 1], [0.999, 0.999, 1e-4, 1e-4]]]), 21, 37)
+    x0p, y0p, x1p, y1p = boxes.T
+    assert (x0p >= 0).all() and (y0p >= 0).all() and (x1p <= 37).all() and (y1p <= 21).all()
+    assert (x1p > x0p).all() and (y1p > y0p).all()
+    assert boxes[-2].tolist() == [0, 0, 37, 21]
+
+
+def test_augmentation_settings_are_checked():
+    assert not TrainConfig().augmentation().enabled
+    cfg = TrainConfig.from_mapping({"crop_scale": [0.6, 1], "crop_aspect": 1.2, "jitter": 0.1})
+    assert cfg.crop_scale == (0.6, 1.0) and cfg.augmentation().enabled
+    assert TrainConfig(color_jitter=0.2).augmentation().enabled
+    for bad, match in [
+        ({"crop_scale": [0.9, 0.6]}, "crop_scale"),
+        ({"crop_scale": [0.0, 1.0]}, "crop_scale"),
+        ({"crop_scale": [0.5, 1.2]}, "crop_scale"),
+        ({"crop_aspect": 0.8}, "crop_aspect"),
+        ({"jitter": 1.0}, "jitter"),
+        ({"color_jitter": -0.1}, "color_jitter"),
+    ]:
+        with pytest.raises(UserError, match=match):
+            TrainConfig.from_mapping(bad)
+
+
+def test_augmented_batches_crop_and_jitter_the_frames(tmp_path):
+    # frames whose pixels say their own column, row and sample
+    n, height, width = 6, 24, 40
+    pixels = np.zeros((n, height, width, 3), np.uint8)
+    pixels[..., 0] = np.arange(width)[None, None, :] * 6
+    pixels[..., 1] = np.arange(height)[None, :, None] * 10
+    pixels[..., 2] = (np.arange(n) * 40)[:, None, None]
+
+    whole = np.tile([[0.0, 0.0, 1.0, 1.0]], (n, 1))
+    assert torch.equal(crop_resize_batch(pixels, whole, 16), resize_batch(pixels, 16))
+    # the right half and the bottom half of the frame, each resized to the whole input
+    right = np.tile([[0.5, 0.0, 0.5, 1.0]], (n, 1))
+    assert torch.equal(
+        crop_resize_batch(pixels, right, 16), resize_batch(pixels[:, :, width // 2 :], 16)
+    )
+    bottom = np.tile([[0.0, 0.5, 1.0, 0.5]], (n, 1))
+    got = crop_resize_batch(pixels, bottom, 16)
+    assert torch.equal(got, resize_batch(pixels[:, height // 2 :], 16))
+    assert got[:, 1].min() >= 110  # only rows 12..23 (green 120..230), blurred at the edge
+    assert got[:, 2, 0, 0].tolist() == [0, 40, 80, 120, 160, 200]  # each sample its own
+
+    x = resize_batch(pixels, 16)
+    assert torch.equal(jitter_batch(x, np.ones((n, 5))), x)
+    darker = jitter_batch(x, np.tile([[0.5, 1.0, 1.0, 1.0, 1.0]], (n, 1))).float()
+    assert torch.allclose(darker, (x.float() * 0.5).round(), atol=1)
+    flat = jitter_batch(x, np.tile([[1.0, 0.0, 1.0, 1.0, 1.0]], (n, 1)))  # each image's grey
+    assert (flat.flatten(1).max(1).values - flat.flatten(1).min(1).values).max() <= 1
+    tinted = jitter_batch(x, np.tile([[1.0, 1.0, 1.0, 0.5, 1.0]], (n, 1)))  # green halved
+    assert torch.equal(tinted[:, [0, 2]], x[:, [0, 2]])
+    assert torch.allclose(tinted[:, 1].float(), (x[:, 1].float() * 0.5).round(), atol=1)
+
+    # through the loader's dataset: augmented items are those crops, labels follow positions
+    data, labels = planted_data(tmp_path, n_videos=4, frames_per_video=2, splits=(4, 0, 0))
+    index = build_index("img", [data], labels)
+    aug = Augmentation(crop_scale=(0.5, 0.8), crop_aspect=1.2, jitter=0.3, color_jitter=0.2)
+    plan = epoch_plan(len(index), 3, seed=0, epoch=0, flip_p=0.5, augmentation=aug)
+    augmented = BatchDataset("img", index, plan, 32)
+    plain = BatchDataset("img", index, sequential_plan(len(index), len(index)), 32)
+    frames = PixelReader("img", index.paths).read(index.file, index.row)
+    reference = plain[0][0]
+    assert torch.equal(reference, resize_batch(frames, 32))
+    for i, batch in enumerate(plan):
+        x, flips, y, pos = augmented[i]
+        cropped = crop_resize_batch(frames[batch.positions], batch.crops, 32)
+        expected = jitter_batch(cropped, batch.jitter)
+        assert torch.equal(x, expected)
+        assert not torch.equal(x, reference[batch.positions])
+        assert torch.equal(pos, torch.from_numpy(batch.positions))
+        assert torch.equal(flips, torch.from_numpy(batch.flips))
+        assert torch.equal(y, torch.from_numpy(index.labels[batch.positions]))
 
 
 # --- 5. the sample index and the pixel reader --------------------------------------------

@@ -1,12 +1,14 @@
 """Training loop of the visual models: seeded, checkpointed every epoch, resumable.
 
 METHOD.md 1: squared-error loss, batch 32, learning rate log-spaced from lr_start to
-lr_end over the epochs, random horizontal flips. A checkpoint (model, optimiser, epoch,
-history) is written atomically after every epoch next to the outputs; a job killed
-mid-run resumes from the last one and ends with the same weights as an uninterrupted
-run, because the data order and flips depend on (seed, epoch) only. A checkpoint whose
-fingerprint (settings + training inputs) differs from the current run's is ignored, so
-a changed config or rebuilt input never continues a stale run.
+lr_end over the epochs, random horizontal flips (and, where configured, random resized
+crops and brightness/contrast/colour jitter: train_data.Augmentation). A checkpoint (model,
+optimiser, epoch, history) is written atomically after every epoch next to the outputs;
+a job killed mid-run resumes from the last one and ends with the same weights as an
+uninterrupted run, because the data order, flips and augmentation depend on (seed,
+epoch) only. A checkpoint whose fingerprint (settings + training inputs) differs from
+the current run's is ignored, so a changed config or rebuilt input never continues a
+stale run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from traitlens.atomic import atomic_path
+from traitlens.errors import UserError
+from traitlens.faults import kill_point
+from traitlens.train_data import Augmentation
 
 log = logging.getLogger("traitlens.train")
 
@@ -53,10 +58,46 @@ class TrainConfig:
     weight_decay: float = 5e-4
     flip_p: float = 0.5
     seed: int = 0
+    # training-only augmentation (train_data.Augmentation); the defaults leave frames as read
+    crop_scale: tuple[float, float] = (1.0, 1.0)
+    crop_aspect: float = 1.0
+    jitter: float = 0.0
+    color_jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise UserError(
+                f"config crop_scale {list(self.crop_scale)}: expected [min, max] with "
+                "0 < min <= max <= 1 (the crop's side as a fraction of the frame's); "
+                "[1.0, 1.0] turns cropping off"
+            )
+        if self.crop_aspect < 1:
+            raise UserError(
+                f"config crop_aspect {self.crop_aspect}: expected >= 1 (the largest stretch "
+                "of a crop's width against its height); 1 keeps the frame's shape"
+            )
+        if not 0 <= self.jitter < 1:
+            raise UserError(
+                f"config jitter {self.jitter}: expected 0 <= jitter < 1 (brightness and "
+                "contrast factors are drawn from [1 - jitter, 1 + jitter]); 0 turns it off"
+            )
+        if not 0 <= self.color_jitter < 1:
+            raise UserError(
+                f"config color_jitter {self.color_jitter}: expected 0 <= color_jitter < 1 "
+                "(each channel's gain is drawn from [1 - color_jitter, 1 + color_jitter]); "
+                "0 turns it off"
+            )
 
     @classmethod
     def from_mapping(cls, values: Mapping) -> TrainConfig:
-        return cls(**{k: values[k] for k in cls.__dataclass_fields__ if k in values})
+        known = {k: values[k] for k in cls.__dataclass_fields__ if k in values}
+        if "crop_scale" in known:
+            known["crop_scale"] = tuple(float(v) for v in known["crop_scale"])
+        return cls(**known)
+
+    def augmentation(self) -> Augmentation:
+        return Augmentation(self.crop_scale, self.crop_aspect, self.jitter, self.color_jitter)
 
 
 def learning_rates(cfg: TrainConfig) -> np.ndarray:
@@ -93,8 +134,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if torch.device(name).type == "cuda" and not torch.cuda.is_available():
-        from traitlens.errors import UserError
-
         raise UserError(
             f"config train.device is '{name}' but PyTorch sees no CUDA device here; "
             "use device: auto (CUDA when present, else CPU) or run on a GPU node"
@@ -223,4 +262,5 @@ def train_model(
                 "history": [[h[c] for c in HISTORY_COLUMNS] for h in history],
             },
         )
+        kill_point("train_visual")
     return history

@@ -5,8 +5,10 @@ aligned face crops (``faces/<shard>.h5``, dataset ``aligned``, rows whose ``succ
 true) for the face model. Only an index (file, row, video) is held in memory; pixels are
 read one batch at a time, so memory stays flat as the data set grows.
 
-The order of an epoch and its horizontal flips come from ``(seed, epoch)`` alone, so a
-run resumed from a checkpoint sees exactly the batches the uninterrupted run saw.
+The order of an epoch, its horizontal flips and its augmentation (a random resized crop
+and a brightness/contrast/colour jitter per sample, training only) come from ``(seed, epoch)``
+alone, so a run resumed from a checkpoint sees exactly the batches the uninterrupted run
+saw.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import h5py
 import numpy as np
@@ -99,26 +102,105 @@ def build_index(kind: str, paths: Sequence[str | Path], labels: pd.DataFrame) ->
     )
 
 
-def epoch_plan(
-    n_samples: int, batch_size: int, seed: int, epoch: int, flip_p: float
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Batches of (sample positions, flip flags) for one epoch, from (seed, epoch) only.
+class PlanBatch(NamedTuple):
+    """One batch of a plan: which samples, which are flipped, and how they are augmented."""
 
-    The last partial batch is kept (every training frame is seen once per epoch).
+    positions: np.ndarray  # int64 (n,) positions in the sample index
+    flips: np.ndarray  # bool (n,) horizontal flip
+    # float64 (n, 4) crop boxes (x0, y0, width, height) as fractions of the frame; None: whole
+    crops: np.ndarray | None = None
+    # float64 (n, 5) (brightness, contrast, red, green, blue) factors; None: unchanged
+    jitter: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Per-sample training augmentation (config ``crop_scale``, ``crop_aspect``, ``jitter``,
+    ``color_jitter``).
+
+    A crop's sides are ``s`` times the frame's, ``s`` uniform in ``crop_scale``, its width
+    and height then stretched by ``sqrt(a)`` and ``1 / sqrt(a)`` (``a`` log-uniform in
+    [1 / crop_aspect, crop_aspect], capped by the frame), at a uniform random position.
+    Brightness and contrast factors are uniform in [1 - jitter, 1 + jitter], the gain of
+    each colour channel in [1 - color_jitter, 1 + color_jitter] (a change of tint: a
+    clip's background or lighting colour stops telling the clip apart).
+    """
+
+    crop_scale: tuple[float, float] = (1.0, 1.0)
+    crop_aspect: float = 1.0
+    jitter: float = 0.0
+    color_jitter: float = 0.0
+
+    @property
+    def crops(self) -> bool:
+        return self.crop_scale != (1.0, 1.0) or self.crop_aspect != 1.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.crops or self.jitter > 0 or self.color_jitter > 0
+
+
+NO_AUGMENTATION = Augmentation()
+
+
+def epoch_plan(
+    n_samples: int,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    flip_p: float,
+    augmentation: Augmentation = NO_AUGMENTATION,
+) -> list[PlanBatch]:
+    """Batches of (sample positions, flip flags, crops, jitter) for one epoch, from (seed,
+    epoch) only.
+
+    The last partial batch is kept (every training frame is seen once per epoch). The
+    augmentation is drawn after the order and the flips, so turning it on or off leaves
+    those as they were.
     """
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(n_samples)
     flips = rng.random(n_samples) < flip_p
+    crops = random_crops(rng, n_samples, augmentation) if augmentation.crops else None
+    jitter = None
+    if augmentation.jitter > 0 or augmentation.color_jitter > 0:
+        jitter = np.ones((n_samples, 5))
+        if augmentation.jitter > 0:
+            jitter[:, :2] = rng.uniform(
+                1 - augmentation.jitter, 1 + augmentation.jitter, (n_samples, 2)
+            )
+        if augmentation.color_jitter > 0:
+            jitter[:, 2:] = rng.uniform(
+                1 - augmentation.color_jitter, 1 + augmentation.color_jitter, (n_samples, 3)
+            )
     return [
-        (order[i : i + batch_size], flips[i : i + batch_size])
+        PlanBatch(
+            order[i : i + batch_size],
+            flips[i : i + batch_size],
+            None if crops is None else crops[i : i + batch_size],
+            None if jitter is None else jitter[i : i + batch_size],
+        )
         for i in range(0, n_samples, batch_size)
     ]
 
 
-def sequential_plan(n_samples: int, batch_size: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Batches in index order without flips (prediction, activation dumps)."""
+def random_crops(rng: np.random.Generator, n: int, augmentation: Augmentation) -> np.ndarray:
+    """(n, 4) boxes (x0, y0, width, height) in fractions of the frame, inside it."""
+    lo, hi = augmentation.crop_scale
+    scale = rng.uniform(lo, hi, n)
+    log_aspect = np.log(augmentation.crop_aspect)
+    stretch = np.sqrt(np.exp(rng.uniform(-log_aspect, log_aspect, n)))
+    width = np.minimum(scale * stretch, 1.0)
+    height = np.minimum(scale / stretch, 1.0)
+    x0 = rng.random(n) * (1.0 - width)
+    y0 = rng.random(n) * (1.0 - height)
+    return np.stack([x0, y0, width, height], axis=1)
+
+
+def sequential_plan(n_samples: int, batch_size: int) -> list[PlanBatch]:
+    """Batches in index order without flips or augmentation (prediction, activation dumps)."""
     return [
-        (
+        PlanBatch(
             np.arange(i, min(i + batch_size, n_samples)),
             np.zeros(min(batch_size, n_samples - i), bool),
         )
@@ -128,11 +210,18 @@ def sequential_plan(n_samples: int, batch_size: int) -> list[tuple[np.ndarray, n
 
 class PixelReader:
     """Reads rows of the pixel datasets; opens files lazily, once per process (h5py
-    handles must not cross a fork into DataLoader workers)."""
+    handles must not cross a fork into DataLoader workers).
+
+    Every file is checked once when the reader is made (in the main process): a bad
+    file raised inside a DataLoader worker would reach the user wrapped in the worker's
+    traceback."""
 
     def __init__(self, kind: str, paths: Sequence[str]):
-        self.dataset = SOURCES[kind][0]
+        self.kind = kind
+        self.dataset, self.rule = SOURCES[kind]
         self.paths = list(paths)
+        for path in self.paths:
+            self._open(path).close()
         self._files: dict[int, h5py.File] = {}
         self._datasets: dict[int, h5py.Dataset] = {}  # a name lookup costs ~0.1 ms a row
         self._pid = os.getpid()
@@ -141,9 +230,16 @@ class PixelReader:
         if os.getpid() != self._pid:  # a forked worker: start with fresh handles
             self._files, self._datasets, self._pid = {}, {}, os.getpid()
         if n not in self._datasets:
-            self._files[n] = h5py.File(self.paths[n], "r")
+            self._files[n] = self._open(self.paths[n])
             self._datasets[n] = self._files[n][self.dataset]
         return self._datasets[n]
+
+    def _open(self, path: str) -> h5py.File:
+        # No chunk cache: a chunk is one row, read once per pass in random order, so the
+        # cache (8 MiB per open file with HDF5 2) never hits but kept ~8 MiB resident per
+        # shard file (128 files x every loader worker on First Impressions); measured in
+        # bench/README.md "Memory per stage".
+        return open_checked(path, self.kind, self.rule, [self.dataset], rdcc_nbytes=0)
 
     def read(self, files: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """uint8 (len(rows), H, W, 3) in the order given.
@@ -181,13 +277,52 @@ def resize_batch(pixels: np.ndarray, size: int) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-class BatchDataset(torch.utils.data.Dataset):
-    """Item i = batch i of a plan: (uint8 N x 3 x size x size pixels, flip flags, labels,
-    positions)."""
+def crop_boxes(crops: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Fractional (x0, y0, width, height) boxes -> int (x0, y0, x1, y1) pixel boxes inside
+    a height x width frame, at least one pixel wide and high."""
+    x0 = np.clip(np.round(crops[:, 0] * width), 0, width - 1).astype(int)
+    y0 = np.clip(np.round(crops[:, 1] * height), 0, height - 1).astype(int)
+    x1 = np.clip(x0 + np.maximum(np.round(crops[:, 2] * width), 1), 1, width).astype(int)
+    y1 = np.clip(y0 + np.maximum(np.round(crops[:, 3] * height), 1), 1, height).astype(int)
+    return np.stack([x0, y0, x1, y1], axis=1)
 
-    def __init__(
-        self, kind: str, index: SampleIndex, plan: list[tuple[np.ndarray, np.ndarray]], size: int
-    ):
+
+def crop_resize_batch(pixels: np.ndarray, crops: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 NHWC -> uint8 N x 3 x size x size (channels_last): sample i's crop box
+    ``crops[i]`` (fractions of the frame) resized like :func:`resize_batch`.
+
+    Cropping before the (antialiased) resize keeps the crop's full resolution; a crop of
+    the whole frame gives exactly resize_batch's pixels.
+    """
+    boxes = crop_boxes(crops, pixels.shape[1], pixels.shape[2])
+    out = torch.empty((len(pixels), 3, size, size), dtype=torch.uint8).contiguous(
+        memory_format=torch.channels_last
+    )
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        out[i] = resize_batch(pixels[i : i + 1, y0:y1, x0:x1], size)[0]
+    return out
+
+
+def jitter_batch(x: torch.Tensor, jitter: np.ndarray) -> torch.Tensor:
+    """Brightness, contrast and colour per sample on uint8 N x 3 x H x W: contrast scales
+    the distance from the image's mean grey, brightness scales the result (both as in
+    torchvision's ColorJitter), then each channel its own gain; rounded and clipped back
+    to uint8. ``jitter``: (N, 5) factors (brightness, contrast, red, green, blue)."""
+    factors = torch.from_numpy(jitter.astype(np.float32))
+    brightness = factors[:, 0].view(-1, 1, 1, 1)
+    contrast = factors[:, 1].view(-1, 1, 1, 1)
+    gains = factors[:, 2:5].view(-1, 3, 1, 1) * brightness
+    xf = x.float()
+    grey = xf.mean(dim=(1, 2, 3), keepdim=True)
+    xf = ((xf - grey) * contrast + grey) * gains
+    return xf.round_().clamp_(0, 255).to(torch.uint8).contiguous(memory_format=torch.channels_last)
+
+
+class BatchDataset(torch.utils.data.Dataset):
+    """Item i = batch i of a plan: (uint8 N x 3 x size x size pixels, augmented as the plan
+    says, flip flags, labels, positions)."""
+
+    def __init__(self, kind: str, index: SampleIndex, plan: list[PlanBatch], size: int):
         self.index = index
         self.plan = plan
         self.size = size
@@ -197,10 +332,16 @@ class BatchDataset(torch.utils.data.Dataset):
         return len(self.plan)
 
     def __getitem__(self, i: int):
-        pos, flips = self.plan[i]
+        pos, flips, crops, jitter = self.plan[i]
         pixels = self.reader.read(self.index.file[pos], self.index.row[pos])
+        if crops is None:
+            x = resize_batch(pixels, self.size)
+        else:
+            x = crop_resize_batch(pixels, crops, self.size)
+        if jitter is not None:
+            x = jitter_batch(x, jitter)
         return (
-            resize_batch(pixels, self.size),
+            x,
             torch.from_numpy(flips),
             torch.from_numpy(self.index.labels[pos]),
             torch.from_numpy(pos),
@@ -210,7 +351,7 @@ class BatchDataset(torch.utils.data.Dataset):
 def batch_loader(
     kind: str,
     index: SampleIndex,
-    plan: list[tuple[np.ndarray, np.ndarray]],
+    plan: list[PlanBatch],
     size: int,
     num_workers: int,
     pin_memory: bool,

@@ -178,7 +178,12 @@ def train_visual(
 
     def train_batches(epoch: int):
         plan = epoch_plan(
-            len(train_idx), train_cfg.batch_size, train_cfg.seed, epoch, train_cfg.flip_p
+            len(train_idx),
+            train_cfg.batch_size,
+            train_cfg.seed,
+            epoch,
+            train_cfg.flip_p,
+            train_cfg.augmentation(),
         )
         for x, y, _ in model_batches(kind, train_idx, plan, dan.input_size, device, run):
             yield x, y

@@ -642,3 +642,19 @@ def test_cuda_without_gpu_is_a_user_error(tmp_path, monkeypatch):
     model = DanPlus(TINY)
     with pytest.raises(UserError, match="cuda"):
         predict_visual(model, "img", [str(data)], labels, 4, RunConfig(device="cuda"))
+
+
+def test_shard_lookup_numbers_the_shards_and_names_a_stale_source():
+    from traitlens.errors import UserError
+    from traitlens.train_data import shard_lookup
+
+    paths = ["/r/faces/s000.h5", "/r/faces/s001.h5"]
+    assert shard_lookup(["s001.h5", "s000.h5", "s001.h5"], paths, "faces", "d.h5", "x") == {
+        "s000.h5": 0,
+        "s001.h5": 1,
+    }
+    with pytest.raises(UserError) as err:
+        shard_lookup(["s002.h5"], paths, "faces", "act/conv5_3.h5", "dump_activations")
+    message = str(err.value)
+    assert message.startswith("act/conv5_3.h5: its frames come from faces file(s) ['s002.h5']")
+    assert "the dump_activations rule rebuilds it" in message

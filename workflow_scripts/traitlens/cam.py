@@ -35,7 +35,9 @@ from traitlens.train_data import (
     PixelReader,
     SampleIndex,
     build_index,
+    read_by_shard_row,
     sequential_plan,
+    shard_lookup,
 )
 from traitlens.visual_model import RunConfig, load_trained, model_batches, on_device
 
@@ -393,20 +395,6 @@ def compute_cam_file(
     return len(index)
 
 
-def _by_basename(paths: Sequence[str | Path], wanted, what: str, cam_path) -> dict[str, str]:
-    """basename -> path for every shard file the CAM file names; UserError if one is
-    not among ``paths``."""
-    found = {Path(p).name: str(p) for p in paths}
-    missing = sorted(set(wanted) - set(found))
-    if missing:
-        raise UserError(
-            f"{cam_path}: its frames come from shard file(s) {missing[:5]} that are not "
-            f"among the {len(found)} {what} inputs; the CAM file is stale: "
-            f"{rebuild_hint(cam_path, 'compute_cam')}"
-        )
-    return found
-
-
 def plot_cam_figures(
     cam_path: str | Path,
     data: Sequence[str | Path],
@@ -419,16 +407,14 @@ def plot_cam_figures(
     cam = read_cam_file(cam_path)
     if len(out_paths) != len(TRAIT_ORDER):
         raise ValueError(f"{len(out_paths)} figure paths for {len(TRAIT_ORDER)} traits")
-    files = _by_basename(data, set(cam["shard_file"]), "shard-file", cam_path)
-    paths = sorted(set(files.values()))
-    number = {path: n for n, path in enumerate(paths)}
-    file_no = np.array([number[files[s]] for s in cam["shard_file"]], dtype=np.int64)
-    reader = PixelReader(cam["kind"], paths)
+    kind = cam["kind"]
+    lookup = shard_lookup(cam["shard_file"], data, f"{kind} shard", cam_path, "compute_cam")
+    reader = PixelReader(kind, [str(p) for p in data])
     try:
         for t, (trait, out) in enumerate(zip(TRAIT_ORDER, out_paths, strict=True)):
             top = np.argsort(-cam["predictions"][:, t], kind="stable")[:n_frames]
             images = (
-                reader.read(file_no[top], cam["row"][top])
+                read_by_shard_row(reader, lookup, cam["shard_file"][top], cam["row"][top])
                 if len(top)
                 else np.zeros((0, 1, 1, 3), np.uint8)
             )
@@ -464,22 +450,22 @@ def face_overlap_table(
                 "whole frames (kind img: sources img and img_gradcam)"
             )
         shards = sorted(set(cam["shard_file"]))
-        face_files = _by_basename(faces, shards, "faces", cam_path)
-        frame_files = _by_basename(frames, shards, "frames", cam_path)
+        face_no = shard_lookup(shards, faces, "faces", cam_path, "compute_cam")
+        frame_no = shard_lookup(shards, frames, "frames", cam_path, "compute_cam")
         n = len(cam["row"])
         overlap = np.full((n, len(TRAIT_ORDER)), np.nan)
         area = np.zeros((n, len(TRAIT_ORDER)))
         found = np.zeros(n, dtype=bool)
         for shard in shards:
             at = np.flatnonzero(cam["shard_file"] == shard)
-            with open_checked(frame_files[shard], "frames", "extract_shard", ["frames"]) as f:
+            with open_checked(frames[frame_no[shard]], "frames", "extract_shard", ["frames"]) as f:
                 height, width = (int(v) for v in f["frames"].shape[1:3])
-            with open_checked(face_files[shard], "faces", "detect_faces", ["box"]) as f:
+            with open_checked(faces[face_no[shard]], "faces", "detect_faces", ["box"]) as f:
                 box = f["box"][:]
             rows = cam["row"][at]
             if len(rows) and rows.max() >= len(box):
                 raise UserError(
-                    f"{face_files[shard]}: {len(box)} face rows, but {cam_path} refers to "
+                    f"{faces[face_no[shard]]}: {len(box)} face rows, but {cam_path} refers to "
                     f"row {rows.max()}; {rebuild_hint(cam_path, 'compute_cam')}"
                 )
             boxes = box[rows].astype(np.float64)

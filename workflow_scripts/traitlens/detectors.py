@@ -558,7 +558,8 @@ def _region_montage(
     """Montage of a region's strongest histogram detectors (score descending, then layer
     order, then unit), each a row of its top faces masked by its segmentation."""
     from traitlens import activation_dump
-    from traitlens.unit_segmentation import image_lookup, read_top_images, unit_montage, unit_rows
+    from traitlens.train_data import shard_lookup
+    from traitlens.unit_segmentation import read_top_images, unit_montage, unit_rows
 
     hits = table[(table["region"] == region) & table["histogram_detector"]].copy()
     hits["layer_no"] = hits["layer"].map({name: i for i, name in enumerate(layers)})
@@ -571,7 +572,8 @@ def _region_montage(
         dump, top_index, top_maps = tops[layer]
         if layer not in keys:
             keys[layer] = activation_dump.read_keys(dump)
-        lookup = image_lookup(keys[layer]["shard_file"].to_numpy(), list(map(str, faces)), "faces")
+        names = keys[layer]["shard_file"].to_numpy()
+        lookup = shard_lookup(names, list(map(str, faces)), "faces", dump, "dump_activations")
         units = part["unit"].tolist()
         images = read_top_images(
             reader, keys[layer], top_index, units, segmentation["n_images"], lookup

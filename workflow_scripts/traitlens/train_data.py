@@ -25,7 +25,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from traitlens.h5checks import as_str, open_checked
+from traitlens.errors import UserError
+from traitlens.h5checks import as_str, open_checked, rebuild_hint
 from traitlens.labels import BIG_FIVE
 
 # kind -> (pixel dataset, rule that writes the file)
@@ -260,6 +261,32 @@ class PixelReader:
         for f in self._files.values():
             f.close()
         self._files, self._datasets = {}, {}
+
+
+def shard_lookup(
+    names, paths: Sequence[str | Path], what: str, source: str | Path, rule: str
+) -> dict[str, int]:
+    """{shard file basename: position in ``paths``} for the shards a CAM file or an
+    activation dump (``source``, written by ``rule``) names; UserError when one is not
+    among ``paths`` (the file was made from other shards: it is stale)."""
+    number = {Path(p).name: i for i, p in enumerate(paths)}
+    missing = sorted(set(map(str, names)) - set(number))
+    if missing:
+        raise UserError(
+            f"{source}: its frames come from {what} file(s) {missing[:5]} that are not "
+            f"among the {len(number)} {what} files given to the rule; it is stale: "
+            f"{rebuild_hint(source, rule)}"
+        )
+    return number
+
+
+def read_by_shard_row(
+    reader: PixelReader, lookup: dict[str, int], names, rows: np.ndarray
+) -> np.ndarray:
+    """uint8 (n, H, W, 3): the pixels of (shard basename, row) pairs, as CAM files and
+    activation dumps record their frames."""
+    files = np.array([lookup[str(s)] for s in names], dtype=np.int64)
+    return reader.read(files, np.asarray(rows, dtype=np.int64))
 
 
 def resize_batch(pixels: np.ndarray, size: int) -> torch.Tensor:

@@ -167,22 +167,6 @@ def unit_rows(
     return rows
 
 
-def image_lookup(shard_file: np.ndarray, paths: Sequence[str | Path], input_name: str) -> dict:
-    """{shard basename: index into paths}; UserError when a basename the dump names is
-    not among ``paths``."""
-    from traitlens.errors import UserError
-
-    index = {Path(p).name: i for i, p in enumerate(paths)}
-    missing = sorted(set(map(str, shard_file)) - set(index))
-    if missing:
-        raise UserError(
-            f"the activation dump refers to shard file(s) {missing[:5]} that are not among "
-            f"the {len(paths)} {input_name} files given to the rule; rerun dump_activations "
-            "so that the dump matches the current shards"
-        )
-    return index
-
-
 def read_top_images(
     reader, keys, top_index: np.ndarray, units: Sequence[int], n_images: int, lookup: dict
 ) -> np.ndarray:
@@ -190,9 +174,11 @@ def read_top_images(
     read with ``reader`` (a train_data.PixelReader) through the dump's keys."""
     n = min(int(n_images), top_index.shape[1])
     pos = top_index[np.asarray(units, dtype=np.int64)][:, :n].ravel()
-    files = np.array([lookup[str(s)] for s in keys["shard_file"].to_numpy()[pos]], dtype=np.int64)
-    rows = keys["row"].to_numpy()[pos].astype(np.int64)
-    pixels = reader.read(files, rows)
+    from traitlens.train_data import read_by_shard_row
+
+    pixels = read_by_shard_row(
+        reader, lookup, keys["shard_file"].to_numpy()[pos], keys["row"].to_numpy()[pos]
+    )
     return pixels.reshape(len(units), n, *pixels.shape[1:])
 
 
@@ -204,7 +190,7 @@ def plot_unit_segmentation(
     ``n_images`` images masked by its segmentation. Returns the units shown."""
     from traitlens import activation_dump
     from traitlens.errors import UserError
-    from traitlens.train_data import PixelReader
+    from traitlens.train_data import PixelReader, shard_lookup
 
     info = activation_dump.dump_info(dump)
     layer, kind = str(info["layer"]), str(info["kind"])
@@ -230,7 +216,8 @@ def plot_unit_segmentation(
                 f"0..{n_units - 1}; list existing units or give a number of units"
             )
     keys = activation_dump.read_keys(dump)
-    lookup = image_lookup(keys["shard_file"].to_numpy(), list(data), f"{kind} shard")
+    names = keys["shard_file"].to_numpy()
+    lookup = shard_lookup(names, list(data), f"{kind} shard", dump, "dump_activations")
     reader = PixelReader(kind, [str(p) for p in data])
     try:
         images = (

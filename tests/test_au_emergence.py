@@ -30,6 +30,7 @@ from traitlens.au_emergence import (
     plot_emergence,
     significance_threshold,
     top_n_mask,
+    top_n_masks,
 )
 from traitlens.errors import UserError
 
@@ -195,6 +196,15 @@ def test_null_rate_matches_the_analytic_rate_on_noise_and_is_seeded():
     pd.testing.assert_frame_equal(null, again)
     other = null_table(au_values, units, aus, n, alpha, n_perm, seed=2, progress=False)
     assert not null["false_positive_rate"].equals(other["false_positive_rate"])
+    # masks computed once by the caller (as find_au_detectors does) give the same tables
+    masks = top_n_masks(au_values, units, n, seed=1)
+    given = null_table(au_values, units, aus, n, alpha, n_perm, 1, progress=False, masks=masks)
+    pd.testing.assert_frame_equal(null, given)
+    labels = [("conv5_3", i) for i in range(u)]
+    pd.testing.assert_frame_equal(
+        emergence_table(au_values, units, labels, aus, n, 1),
+        emergence_table(au_values, units, labels, aus, n, 1, masks),
+    )
 
 
 def test_significance_threshold_is_the_first_k_below_alpha():

@@ -10,6 +10,7 @@ from traitlens.au_emergence import (
     emergence_table,
     null_table,
     plot_emergence,
+    top_n_masks,
     write_table,
 )
 from traitlens.aus import read_frame_table
@@ -31,11 +32,14 @@ def main() -> None:
     au_values, unit_max, labels, videos = au_unit_frames(list(sm.input.dumps), au_tables, aus)
     log.info("%d frames x %d units (%d layers), %d AUs", *unit_max.shape,
              len({layer for layer, _ in labels}), len(aus))  # fmt: skip
-    table = emergence_table(au_values, unit_max, labels, aus, n_top, seed)
-    null = null_table(au_values, unit_max, aus, n_top, alpha, n_permutations, seed)
+    masks = top_n_masks(au_values, unit_max, n_top, seed)  # once for the table and both nulls
+    table = emergence_table(au_values, unit_max, labels, aus, n_top, seed, masks)
+    null = null_table(au_values, unit_max, aus, n_top, alpha, n_permutations, seed, masks=masks)
     # the same null with frames shuffled only within their video: what survives it is
     # tied to the videos (their AU level, their person), not to frame-level co-activation
-    within = null_table(au_values, unit_max, aus, n_top, alpha, n_permutations, seed, groups=videos)
+    within = null_table(
+        au_values, unit_max, aus, n_top, alpha, n_permutations, seed, groups=videos, masks=masks
+    )
     null["false_positive_rate_within_video"] = within["false_positive_rate"].to_numpy()
     write_table(table, sm.output.table)
     write_table(null, sm.output.null)

@@ -245,7 +245,7 @@ def disk_per_video(folder: Path, n_videos: int) -> dict[str, float]:
     """Bytes per video under each results/<name>/ entry (benchmarks and logs pooled as
     'bookkeeping', single files as 'tables etc.'), and of the generated videos."""
     results = folder / "results" / NAME
-    out: dict[str, float] = {"videos (generated input)": 0.0}
+    out: dict[str, float] = {}
     out["videos (generated input)"] = folder_bytes(folder / "resources/demo/videos") / n_videos
     for entry in sorted(results.iterdir(), key=lambda e: (_stage_rank(e.name), e.name)):
         if entry.name in ("benchmarks", "logs"):

@@ -40,5 +40,6 @@ rule build_manifest:
         format=DATASET["format"],
         videos=video_table(),
         on_unmatched=config["ingest"]["on_unmatched"],
+        paths_outside=DATASET.get("manifest_paths_outside", False),
     script:
         "../workflow_scripts/build_manifest.py"

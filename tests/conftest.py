@@ -62,8 +62,16 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
-def run_snakemake(workdir: Path, configfile: Path, *args: str, timeout: int = 900):
-    """Run the repository's workflow in ``workdir`` (results/ lands there)."""
+def run_snakemake(
+    workdir: Path,
+    configfile: Path,
+    *args: str,
+    timeout: int = 900,
+    env: dict | None = None,
+    own_session: bool = False,
+):
+    """Run the repository's workflow in ``workdir`` (results/ lands there); ``env`` adds
+    environment variables; ``own_session`` gives it a process group of its own."""
     import subprocess
 
     return subprocess.run(
@@ -79,6 +87,8 @@ def run_snakemake(workdir: Path, configfile: Path, *args: str, timeout: int = 90
             "2",
             *args,
         ],
+        env={**os.environ, **(env or {})},
+        start_new_session=own_session,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -204,7 +204,7 @@ def test_write_outputs_round_trip(tmp_path, labels, predictions):
         table.to_csv(paths[model], sep="\t", index=False)
     result = evaluate(
         read_labels(manifest),
-        {m: read_predictions(p) for m, p in paths.items()},
+        {m: read_predictions(p, "predict_visual") for m, p in paths.items()},
         n_boot=N_BOOT,
         sources=paths,
     )

@@ -196,15 +196,24 @@ def test_null_rate_matches_the_analytic_rate_on_noise_and_is_seeded():
     pd.testing.assert_frame_equal(null, again)
     other = null_table(au_values, units, aus, n, alpha, n_perm, seed=2, progress=False)
     assert not null["false_positive_rate"].equals(other["false_positive_rate"])
-    # masks computed once by the caller (as find_au_detectors does) give the same tables
-    masks = top_n_masks(au_values, units, n, seed=1)
-    given = null_table(au_values, units, aus, n, alpha, n_perm, 1, progress=False, masks=masks)
-    pd.testing.assert_frame_equal(null, given)
-    labels = [("conv5_3", i) for i in range(u)]
+
+
+def test_masks_given_by_the_caller_are_the_ones_used():
+    """find_au_detectors computes the top-N masks once and passes them to the table and
+    both nulls. Values with many ties make the masks depend on the tie-breaking seed."""
+    rng = np.random.default_rng(3)
+    f, n, u, a = 400, 30, 12, 4
+    au_values, units = rng.integers(0, 4, (f, a)) * 1.0, rng.integers(0, 4, (f, u)) * 1.0
+    aus, labels = [f"AU{i:02d}" for i in range(a)], [("conv5_3", i) for i in range(u)]
+    seed2 = top_n_masks(au_values, units, n, seed=2)
+    assert not np.array_equal(seed2[1], top_n_masks(au_values, units, n, seed=1)[1])
+    by_seed2 = emergence_table(au_values, units, labels, aus, n, 2)
+    assert not by_seed2.equals(emergence_table(au_values, units, labels, aus, n, 1))
     pd.testing.assert_frame_equal(
-        emergence_table(au_values, units, labels, aus, n, 1),
-        emergence_table(au_values, units, labels, aus, n, 1, masks),
+        by_seed2, emergence_table(au_values, units, labels, aus, n, 1, seed2)
     )
+    with pytest.raises(ValueError, match="N = 29"):
+        null_table(au_values, units, aus, n - 1, 0.2, 10, 1, progress=False, masks=seed2)
 
 
 def test_significance_threshold_is_the_first_k_below_alpha():

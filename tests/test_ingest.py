@@ -159,6 +159,11 @@ def test_manifest_paths_outside_its_folder_are_refused(tmp_path):
     assert "line 6: e: ../e.mp4" in message and f"line 7: f: {tmp_path / 'f.mp4'}" in message
     assert "line 8: g: clips/../../data2/g.mp4" in message
     assert "line 2" not in message and "Put the manifest in the folder" in message
+    assert "dataset.manifest_paths_outside: true" in message
+    # the opt-out: every row is read, paths resolved as before
+    rows = read_manifest_rows(manifest, allow_outside=True)
+    assert [r["video_id"] for r in rows] == ["a", "b", "c", "d", "e", "f", "g"]
+    assert rows[4]["path"] == str(data / "../e.mp4")
 
 
 def test_manifest_structure_errors(tmp_path):

@@ -226,7 +226,7 @@ def test_au_regression_learns_a_planted_trait(tmp_path):
         tmp_path / "predictions.tsv",
     )
     assert model.feature_names == OPENFACE_17
-    pred = read_predictions(tmp_path / "predictions.tsv")
+    pred = read_predictions(tmp_path / "predictions.tsv", "train_linear_model")
     assert "vid0005" not in set(pred["video_id"]) and len(pred) == n - 1
     test = pred[pred["split"] == "test"].merge(manifest, on="video_id", suffixes=("", "_y"))
     planted_traits = TRAITS[:4]

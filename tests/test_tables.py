@@ -10,14 +10,15 @@ import pytest
 from traitlens import aus, faces_qc, predictions
 from traitlens.au_regression import read_au_videos
 from traitlens.errors import UserError
+from traitlens.ingest import manifest_columns, to_tsv
 from traitlens.labels import BIG_FIVE
 from traitlens.tables import read_table
 
-rng = np.random.default_rng(0)
 IDS = [f"v{i:03d}.001" for i in range(12)]
 
 
 def au_frames(path):
+    rng = np.random.default_rng(0)
     table = pd.DataFrame({"video_id": np.repeat(IDS, 3), "frame_index": np.tile([0, 5, 9], 12)})
     table["success"] = True
     for au in aus.AU_COLUMNS:
@@ -37,6 +38,7 @@ def face_qc(path):
 
 
 def prediction_table(path):
+    rng = np.random.default_rng(1)
     table = pd.DataFrame({"video_id": IDS, "split": ["train", "validation", "test"] * 4})
     for trait in BIG_FIVE:
         table[trait] = rng.random(len(IDS))
@@ -44,7 +46,13 @@ def prediction_table(path):
 
 
 def manifest(path):
-    prediction_table(path)  # a manifest holds the same columns (and more)
+    """As build_manifest writes it (ingest.to_tsv, with the path and shard columns)."""
+    rows = [
+        {"video_id": v, "path": f"/v/{v}.mp4", "split": "train", "shard": "s000"}
+        | dict.fromkeys(BIG_FIVE, 0.5)
+        for v in IDS
+    ]
+    path.write_text(to_tsv(rows, [*manifest_columns(False), "shard"]))
 
 
 # (writer, the reader a later rule calls, the rule that rebuilds the file)
@@ -52,7 +60,11 @@ CASES = {
     "AU frames": (au_frames, aus.read_frame_table, "estimate_aus"),
     "AU videos": (au_videos, read_au_videos, "estimate_aus"),
     "face QC": (face_qc, faces_qc.read_face_qc, "detect_faces"),
-    "predictions": (prediction_table, predictions.read_predictions, "predict_visual"),
+    "predictions": (
+        prediction_table,
+        lambda p: predictions.read_predictions(p, "predict_visual"),
+        "predict_visual",
+    ),
     "manifest": (manifest, predictions.read_labels, "build_manifest"),
 }
 
@@ -93,6 +105,12 @@ def test_a_damaged_table_names_file_problem_and_rule(case, damage, tmp_path):
     assert f"the {rule} rule rebuilds it" in message and f"--forcerun {path}" in message
 
 
+def test_a_table_with_only_its_header_is_an_empty_table(tmp_path):
+    faces_qc.write_face_qc(tmp_path / "t.tsv", [])  # a shard whose videos all failed
+    table = faces_qc.read_face_qc(tmp_path / "t.tsv")
+    assert table.empty and list(table.columns) == list(faces_qc.FACE_QC_COLUMNS)
+
+
 def test_a_foreign_table_lists_the_missing_columns(tmp_path):
     path = tmp_path / "t.tsv"
     path.write_text("a\tb\n1\t2\n")
@@ -106,4 +124,4 @@ def test_a_cut_between_two_rows_cannot_be_seen(tmp_path):
     prediction_table(path)
     lines = path.read_text().splitlines(keepends=True)
     path.write_text("".join(lines[:5]))
-    assert len(predictions.read_predictions(path)) == 4
+    assert len(predictions.read_predictions(path, "predict_visual")) == 4

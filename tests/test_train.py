@@ -430,7 +430,8 @@ def test_augmentation_settings_are_checked():
         ({"crop_scale": [0.0, 1.0]}, "crop_scale"),
         ({"crop_scale": [0.5, 1.2]}, "crop_scale"),
         ({"crop_aspect": 0.8}, "crop_aspect"),
-        ({"jitter": 1.0}, "jitter"),
+        ({"crop_aspect": 2.5}, "crop_aspect"),
+        ({"jitter": 0.95}, "jitter"),
         ({"color_jitter": -0.1}, "color_jitter"),
     ]:
         with pytest.raises(UserError, match=match):

@@ -12,32 +12,23 @@ check: same seed, identical outputs (bytes; training logs by value without timin
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, output_differences, run_snakemake, tool
+from conftest import output_differences, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
 RESULTS = Path("results/tiny")
 
 
-def run_until_killed(workdir: Path, configfile: Path, point: str) -> subprocess.CompletedProcess:
+def run_until_killed(workdir: Path, configfile: Path, point: str):
     """The workflow with the kill point armed, in a process group of its own (the group
     the kill point takes down; never the test's own)."""
-    return subprocess.run(
-        [tool("snakemake"), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(configfile), "--cores", "2"],
-        env={**os.environ, "TRAITLENS_KILL_AT": point},
-        start_new_session=True,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )  # fmt: skip
+    env = {"TRAITLENS_KILL_AT": point}
+    return run_snakemake(workdir, configfile, timeout=600, env=env, own_session=True)
 
 
 def temp_files(folder: Path) -> list[str]:

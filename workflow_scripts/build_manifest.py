@@ -22,7 +22,9 @@ def main() -> None:
     sm = snakemake  # noqa: F821 (injected by Snakemake)
     if sm.params.format == "manifest":
         manifest = sm.input.manifest
-        labels = labels_from_manifest_rows(read_manifest_rows(manifest), manifest)
+        labels = labels_from_manifest_rows(
+            read_manifest_rows(manifest, sm.params.paths_outside), manifest
+        )
     else:
         labels = merge_splits(
             {

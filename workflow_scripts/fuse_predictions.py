@@ -4,15 +4,15 @@ import logging
 
 from traitlens.errors import run_entry
 from traitlens.fusion import choose_image_weight, fuse
-from traitlens.predictions import read_labels, read_predictions, write_predictions
+from traitlens.predictions import PRODUCED_BY, read_labels, read_predictions, write_predictions
 
 log = logging.getLogger("traitlens.fuse_predictions")
 
 
 def main() -> None:
     sm = snakemake  # noqa: F821 (injected by Snakemake)
-    image = read_predictions(sm.input.image, "predict_visual")
-    audio = read_predictions(sm.input.audio, "train_linear_model")
+    image = read_predictions(sm.input.image, PRODUCED_BY["img"])
+    audio = read_predictions(sm.input.audio, PRODUCED_BY["audio"])
     weight = sm.params.image_weight
     if weight == "validation":
         weight, maes = choose_image_weight(image, audio, read_labels(sm.input.labels))

@@ -17,13 +17,16 @@ from pathlib import Path
 def temp_next_to(final: str | os.PathLike[str]) -> Path:
     """A fresh, empty temporary file in ``final``'s folder, named ``.tmp-<name>.*``.
 
-    Temporary files a killed earlier attempt left for the same output are removed first:
-    Snakemake runs one job per output at a time, so they belong to nobody, and a killed
-    shard or dump would otherwise leave gigabytes behind on every retry.
+    Temporary files a killed earlier attempt left for the same output are removed first
+    (a killed shard or dump would otherwise leave gigabytes behind on every retry):
+    Snakemake runs one job per output at a time. The exception is a cluster job still
+    running after the Snakemake that submitted it was killed; a rerun then makes that
+    job fail at its rename, which Snakemake already treats as a failed job.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    for stale in final.parent.glob(f".tmp-{glob.escape(final.name)}.*"):
+    # mkstemp's names: the prefix, then 8 random characters
+    for stale in final.parent.glob(f".tmp-{glob.escape(final.name)}.????????"):
         stale.unlink(missing_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{final.name}.", dir=final.parent)
     os.close(fd)

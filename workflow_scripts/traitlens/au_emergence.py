@@ -280,6 +280,18 @@ def top_n_masks(
     return _masks(au_values, np.asarray(unit_max), _clamped_n(n_top, len(au_values)), seed)
 
 
+def _given_or_new(masks, au_values, unit_max, n: int, seed: int):
+    """``masks`` after checking they are top-N masks of these arrays, else new ones."""
+    if masks is None:
+        return _masks(au_values, unit_max, n, seed)
+    au_mask, unit_mask = masks
+    if au_mask.shape != au_values.shape or unit_mask.shape != unit_max.shape:
+        raise ValueError(f"masks {au_mask.shape}, {unit_mask.shape} do not fit the arrays")
+    if not ((au_mask.sum(axis=0) == n).all() and (unit_mask.sum(axis=0) == n).all()):
+        raise ValueError(f"masks do not mark N = {n} frames per column")
+    return au_mask, unit_mask
+
+
 def _masks(
     au_values: np.ndarray, unit_max: np.ndarray, n: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -315,7 +327,7 @@ def emergence_table(
     if len(unit_labels) != u:
         raise ValueError(f"{len(unit_labels)} unit labels for {u} units")
     n = _clamped_n(n_top, f)
-    au_mask, unit_mask = masks if masks is not None else _masks(au_values, unit_max, n, seed)
+    au_mask, unit_mask = _given_or_new(masks, au_values, unit_max, n, seed)
     rows = []
     for a, au in enumerate(aus):
         column = au_values[:, a]
@@ -385,7 +397,7 @@ def null_table(
         raise UserError(f"config analysis.au_emergence.alpha must be in (0, 1), got {alpha}")
     f, u = unit_max.shape
     n = _clamped_n(n_top, f)
-    au_mask, unit_mask = masks if masks is not None else _masks(au_values, unit_max, n, seed)
+    au_mask, unit_mask = _given_or_new(masks, au_values, unit_max, n, seed)
     tested = [a for a in range(len(aus)) if not _constant(au_values[:, a])]
     k_star = significance_threshold(f, n, u, alpha)
     hits = np.zeros(len(aus), dtype=np.int64)

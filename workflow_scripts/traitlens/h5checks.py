@@ -18,8 +18,8 @@ from traitlens.errors import UserError
 
 def rebuild_hint(path: str | Path, rule: str) -> str:
     return (
-        f"delete {path} and rerun snakemake so that the {rule} rule rebuilds it "
-        f"(or add --forcerun {path} to the snakemake command)"
+        f"delete {path} if it is there and rerun snakemake so that the {rule} rule "
+        f"rebuilds it (or end the snakemake command with --forcerun {path})"
     )
 
 

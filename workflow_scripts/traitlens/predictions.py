@@ -44,7 +44,7 @@ PRODUCED_BY = {
 }
 
 
-def read_predictions(path: str | Path, rule: str = "predict_visual") -> pd.DataFrame:
+def read_predictions(path: str | Path, rule: str) -> pd.DataFrame:
     """Read a prediction table written by ``rule``; UserError naming the file when it is
     not one."""
     table = read_table(

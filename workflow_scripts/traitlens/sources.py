@@ -62,12 +62,13 @@ def discover_videos(videos_dir: str | Path) -> list[VideoSource]:
 MANIFEST_REQUIRED = ("video_id", "path", "split")
 
 
-def read_manifest_rows(manifest: str | Path) -> list[dict[str, str]]:
+def read_manifest_rows(manifest: str | Path, allow_outside: bool = False) -> list[dict[str, str]]:
     """Rows of a user manifest TSV; paths resolved relative to the manifest's folder.
 
-    A path that leaves that folder (``../`` or an absolute path elsewhere) is refused:
-    the manifest and its folder are the data set, and a path out of it is a manifest
-    written for another layout (or one that points the workflow at unrelated files).
+    A path that leaves that folder (``../`` or an absolute path elsewhere) is refused
+    unless ``allow_outside`` (config ``dataset.manifest_paths_outside``): the manifest and
+    its folder are the data set, and a path out of it is most often a manifest written
+    for another layout (or one that points the workflow at unrelated files).
     """
     manifest = Path(manifest)
     try:
@@ -98,7 +99,7 @@ def read_manifest_rows(manifest: str | Path) -> list[dict[str, str]]:
         path = Path(raw)
         row["video_id"] = video_id
         row["path"] = str(path if path.is_absolute() else manifest.parent / path)
-        if not inside_folder(row["path"], manifest.parent):
+        if not allow_outside and not inside_folder(row["path"], manifest.parent):
             outside.append(f"line {line}: {video_id}: {raw}")
     if outside:
         folder = os.path.abspath(manifest.parent)
@@ -108,7 +109,8 @@ def read_manifest_rows(manifest: str | Path) -> list[dict[str, str]]:
             + "\n  ".join(outside[:20])
             + (f"\n  ... and {len(outside) - 20} more" if len(outside) > 20 else "")
             + "\nPut the manifest in the folder that holds the videos (or in a folder "
-            "above it), or link the videos into its folder."
+            "above it), link the videos into its folder, or set "
+            "dataset.manifest_paths_outside: true if these paths are meant."
         )
     return rows
 
@@ -121,9 +123,9 @@ def inside_folder(path: str | Path, folder: str | Path) -> bool:
     return os.path.commonpath([path, folder]) == folder
 
 
-def manifest_videos(manifest: str | Path) -> list[VideoSource]:
+def manifest_videos(manifest: str | Path, allow_outside: bool = False) -> list[VideoSource]:
     """The videos a manifest lists whose files exist (the rest are reported by ingest)."""
-    rows = read_manifest_rows(manifest)
+    rows = read_manifest_rows(manifest, allow_outside)
     return sorted(
         (VideoSource(r["video_id"], r["path"]) for r in rows if os.path.isfile(r["path"])),
         key=lambda s: s.video_id,
@@ -136,7 +138,7 @@ def dataset_videos(dataset: dict, demo: dict | None = None) -> list[VideoSource]
     if fmt == "first_impressions":
         return discover_videos(dataset["videos"])
     if fmt == "manifest":
-        return manifest_videos(dataset["manifest"])
+        return manifest_videos(dataset["manifest"], dataset.get("manifest_paths_outside", False))
     if fmt == "demo":
         from traitlens.demo.plan import plan_videos
 

@@ -24,10 +24,14 @@ def file_problem(path: Path) -> str | None:
     if problem is not None:
         return problem
     size = path.stat().st_size
-    with path.open("rb") as fh:
-        fh.seek(size - 1)
-        if fh.read(1) != b"\n":
-            return f"the file is truncated ({size} bytes, its last row cut short)"
+    try:
+        with path.open("rb") as fh:
+            fh.seek(size - 1)
+            last = fh.read(1)
+    except OSError as err:  # no permission, or gone since the check
+        return f"it cannot be read ({err})"
+    if last != b"\n":
+        return f"the file is truncated ({size} bytes, its last row cut short)"
     return None
 
 
@@ -49,6 +53,8 @@ def read_table(
             table = pd.read_csv(path, sep="\t", dtype=dtype, keep_default_na=keep_default_na)
         except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
             problem = f"it does not parse as TSV ({err})"
+        except OSError as err:
+            problem = f"it cannot be read ({err})"
     if problem is None:
         missing = [c for c in required if c not in table]
         if missing:

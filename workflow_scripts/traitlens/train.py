@@ -65,29 +65,26 @@ class TrainConfig:
     color_jitter: float = 0.0
 
     def __post_init__(self) -> None:
+        # the same bounds as schemas/config.schema.yaml, for callers that skip the schema
+        key = "config models.visual (or models.<model>)"
         lo, hi = self.crop_scale
         if not 0 < lo <= hi <= 1:
             raise UserError(
-                f"config crop_scale {list(self.crop_scale)}: expected [min, max] with "
+                f"{key} crop_scale {list(self.crop_scale)}: expected [min, max] with "
                 "0 < min <= max <= 1 (the crop's side as a fraction of the frame's); "
                 "[1.0, 1.0] turns cropping off"
             )
-        if self.crop_aspect < 1:
+        if not 1 <= self.crop_aspect <= 2:
             raise UserError(
-                f"config crop_aspect {self.crop_aspect}: expected >= 1 (the largest stretch "
-                "of a crop's width against its height); 1 keeps the frame's shape"
+                f"{key} crop_aspect {self.crop_aspect}: expected 1 to 2 (the largest "
+                "stretch of a crop's width against its height); 1 keeps the frame's shape"
             )
-        if not 0 <= self.jitter < 1:
-            raise UserError(
-                f"config jitter {self.jitter}: expected 0 <= jitter < 1 (brightness and "
-                "contrast factors are drawn from [1 - jitter, 1 + jitter]); 0 turns it off"
-            )
-        if not 0 <= self.color_jitter < 1:
-            raise UserError(
-                f"config color_jitter {self.color_jitter}: expected 0 <= color_jitter < 1 "
-                "(each channel's gain is drawn from [1 - color_jitter, 1 + color_jitter]); "
-                "0 turns it off"
-            )
+        for name, value in (("jitter", self.jitter), ("color_jitter", self.color_jitter)):
+            if not 0 <= value <= 0.9:
+                raise UserError(
+                    f"{key} {name} {value}: expected 0 to 0.9 (factors are drawn from "
+                    f"[1 - {name}, 1 + {name}]); 0 turns it off"
+                )
 
     @classmethod
     def from_mapping(cls, values: Mapping) -> TrainConfig:

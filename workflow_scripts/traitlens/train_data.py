@@ -274,8 +274,9 @@ def shard_lookup(
     if missing:
         raise UserError(
             f"{source}: its frames come from {what} file(s) {missing[:5]} that are not "
-            f"among the {len(number)} {what} files given to the rule; it is stale: "
-            f"{rebuild_hint(source, rule)}"
+            f"among the {len(number)} {what} files given to the rule. Either it was made "
+            f"from other shards and is stale ({rebuild_hint(source, rule)}), or the rule "
+            "was given the wrong files"
         )
     return number
 
@@ -331,10 +332,10 @@ def crop_resize_batch(pixels: np.ndarray, crops: np.ndarray, size: int) -> torch
 
 
 def jitter_batch(x: torch.Tensor, jitter: np.ndarray) -> torch.Tensor:
-    """Brightness, contrast and colour per sample on uint8 N x 3 x H x W: contrast scales
-    the distance from the image's mean grey, brightness scales the result (both as in
-    torchvision's ColorJitter), then each channel its own gain; rounded and clipped back
-    to uint8. ``jitter``: (N, 5) factors (brightness, contrast, red, green, blue)."""
+    """Brightness, contrast and colour per sample on uint8 N x 3 x H x W, in this fixed
+    order: contrast scales the distance from the image's mean (over all channels),
+    brightness scales the result, then each channel its own gain; rounded and clipped
+    back to uint8. ``jitter``: (N, 5) factors (brightness, contrast, red, green, blue)."""
     factors = torch.from_numpy(jitter.astype(np.float32))
     brightness = factors[:, 0].view(-1, 1, 1, 1)
     contrast = factors[:, 1].view(-1, 1, 1, 1)

@@ -37,7 +37,6 @@ from traitlens.face_template import (
     build_face_template,
     load_template,
     mean_aligned_face,
-    read_template,
 )
 from traitlens.faces import FaceParams
 from traitlens.faces_shard import detect_faces_shard, open_frames
@@ -157,7 +156,6 @@ READERS = [
     ("faces", "DataLoader face", lambda f: PixelReader("face", [str(f["faces"])])),
     ("faces", "cam_face_overlap", _overlap),
     ("template", "find_detectors", lambda f: load_template(f["template"])),
-    ("template", "read_template", lambda f: read_template(f["template"])),
     ("activations", "find_detectors", lambda f: read_keys(f["activations"])),
     ("activations", "find_au_detectors", lambda f: read_reduction(f["activations"], "max")),
     ("activations", "plot_unit_segmentation", lambda f: read_top(f["activations"])),

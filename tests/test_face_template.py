@@ -11,7 +11,7 @@ from traitlens.errors import UserError
 from traitlens.face_landmarks import REGIONS, closed_loop, paths
 from traitlens.face_template import (
     build_face_template,
-    read_template,
+    load_template,
     region_masks,
     region_polygons,
 )
@@ -61,7 +61,8 @@ def test_template_file(template):
         for name in ("mean_landmarks", "mean_face", "masks", "region_names"):
             assert name in f.attrs["schema"]
         assert f["mean_face"].shape == (S, S, 3) and f["mean_face"].dtype == np.uint8
-    lms, masks, names = read_template(h5)
+    lms, face, masks, names = load_template(h5)
+    assert face.shape == (S, S, 3) and face.dtype == np.uint8
     assert names == list(REGIONS)
     assert lms.shape == (478, 2) and np.isfinite(lms).all()
     assert masks.shape == (4, S, S) and masks.dtype == bool
@@ -69,7 +70,7 @@ def test_template_file(template):
 
 
 def test_regions_are_where_a_face_has_them(template):
-    _, masks, names = read_template(template[0])
+    _, _, masks, names = load_template(template[0])
     m = dict(zip(names, masks, strict=True))
     for name, mask in m.items():
         assert mask.sum() > 0.002 * S * S, name
@@ -96,7 +97,7 @@ def test_figure_is_written(template):
 
 
 def test_dilation_grows_masks_and_keeps_them_disjoint(template):
-    lms, _, _ = read_template(template[0])
+    lms, _, _, _ = load_template(template[0])
     core = region_masks(lms, S, 0)
     grown = region_masks(lms, S, 5)
     assert (grown.sum(axis=(1, 2)) > core.sum(axis=(1, 2))).all()

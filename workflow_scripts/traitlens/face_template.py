@@ -195,12 +195,6 @@ def load_template(path: str | Path) -> FaceTemplate:
     return template
 
 
-def read_template(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(mean_landmarks, masks, region_names) of a template.h5."""
-    template = load_template(path)
-    return template.mean_landmarks, template.masks, template.region_names
-
-
 def plot_regions(
     mean_face: np.ndarray, masks: np.ndarray, landmarks: np.ndarray, out: str | Path, n: int
 ) -> None:

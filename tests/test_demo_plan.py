@@ -73,6 +73,7 @@ def test_user_ids_distinct_and_dash_prefixed():
         ({"width": 383}, "width"),
         ({"n_identities": 0}, "n_identities"),
         ({"fps": "fast"}, "fps"),
+        ({"background": "studio"}, "demo.background"),
     ],
 )
 def test_bad_config_names_the_key(change, key):

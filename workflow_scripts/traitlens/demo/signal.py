@@ -184,7 +184,12 @@ def _smooth_process(rng, n: int, fps: float, amp: float, fmin=0.08, fmax=0.6) ->
     return out
 
 
-def _nuisance(rng, cfg: DemoConfig, face_height: float, center) -> Nuisance:
+def user_background_seed(seed: int, identity: int) -> int:
+    """The seed of a person's room (config ``demo.background: per_user``)."""
+    return int(np.random.SeedSequence([seed, 5, identity]).generate_state(1)[0] >> 1)
+
+
+def _nuisance(rng, cfg: DemoConfig, identity: int, face_height: float, center) -> Nuisance:
     n, fps = cfg.n_frames, cfg.fps
     return Nuisance(
         dx=_smooth_process(rng, n, fps, 0.05),
@@ -201,7 +206,10 @@ def _nuisance(rng, cfg: DemoConfig, face_height: float, center) -> Nuisance:
         ),
         face_height=face_height * rng.uniform(0.95, 1.05),
         center=(center[0] + rng.uniform(-0.03, 0.03), center[1] + rng.uniform(-0.02, 0.02)),
-        bg_seed=int(rng.integers(0, 2**31 - 1)),
+        # the clip's last draw: per_user skipping it changes nothing else
+        bg_seed=int(rng.integers(0, 2**31 - 1))
+        if cfg.background == "per_clip"
+        else user_background_seed(cfg.seed, identity),
     )
 
 
@@ -245,5 +253,5 @@ def video_signal(video: PlannedVideo, cfg: DemoConfig) -> VideoSignal:
     raw = traits_from_drivers({**au_mean, **{k: audio[k] for k in AUDIO_DRIVERS}})
     noise = rng.normal(0.0, cfg.noise_sd, len(TRAITS)) if cfg.noise_sd > 0 else np.zeros(6)
     noisy = {t: float(np.clip(raw[t] + e, 0.0, 1.0)) for t, e in zip(TRAITS, noise, strict=True)}
-    nuisance = _nuisance(rng, cfg, face_height, center)
+    nuisance = _nuisance(rng, cfg, video.identity, face_height, center)
     return VideoSignal(video, au, au_mean, audio, raw, noisy, nuisance)

@@ -179,6 +179,11 @@ def test_ground_truth_content(run_a):
     for row in videos:
         if row["split"] == "training":
             assert float(row["openness"]) == training["openness"][row["video_id"] + ".mp4"]
+    # one room per person (demo.background per_user, the default): the walls' colour is
+    # the same for a person's clips and differs between the two people
+    room = {(r["identity"], r["bg_hue"], r["bg_sat"], r["bg_val"]) for r in videos}
+    assert len(room) == len({r["identity"] for r in videos}) == 2
+    assert "per person" in doc["nuisance"]["background"]
 
 
 def test_mediapipe_finds_the_face_and_the_true_box(run_a):

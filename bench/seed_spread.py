@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT / "workflow_scripts"))
 
 from traitlens.dan import DanConfig  # noqa: E402
 from traitlens.labels import BIG_FIVE  # noqa: E402
+from traitlens.metrics import mean_accuracy  # noqa: E402
 from traitlens.predictions import read_labels  # noqa: E402
 from traitlens.train import TrainConfig  # noqa: E402
 from traitlens.visual_model import RunConfig, predict_visual, train_visual  # noqa: E402
@@ -71,8 +72,10 @@ def score(videos, truth, baseline: np.ndarray) -> dict:
             continue
         t = truth.loc[v.index, list(BIG_FIVE)].to_numpy(float)
         pred = v[list(BIG_FIVE)].to_numpy(float)
-        out[f"{split}_mae"] = float(np.abs(pred - t).mean())
-        out[f"{split}_ratio"] = out[f"{split}_mae"] / float(np.abs(baseline - t).mean())
+        # MAE as the accuracy table computes it (1 - mean accuracy)
+        out[f"{split}_mae"] = 1.0 - mean_accuracy(pred, t)
+        base_mae = 1.0 - mean_accuracy(np.broadcast_to(baseline, t.shape), t)
+        out[f"{split}_ratio"] = out[f"{split}_mae"] / base_mae
         out[f"{split}_spread"] = float((pred.std(axis=0) / t.std(axis=0)).mean())
     return out
 

@@ -99,7 +99,8 @@ def tiny_models(config: dict, epochs: int = 1) -> dict:
     """Models small enough for a workflow test: a VGG16 / 16 at 32x32, few resamples."""
     config["models"]["visual"].update(width_divisor=16, epochs=epochs)
     for model in ("img", "face", "img_cam", "face_cam"):
-        config["models"][model]["input_size"] = 32
+        # per model too: config.yaml's own per-model values (img's epochs) win over visual
+        config["models"][model].update(input_size=32, epochs=epochs)
     config["evaluation"]["n_boot"] = 200
     config["analysis"]["au_emergence"]["n_permutations"] = 20
     return config

@@ -57,6 +57,23 @@ def test_first_impressions_dry_run_lists_the_jobs(tmp_path):
     assert "generate_demo" not in counts
 
 
+def test_first_impressions_config_keeps_none_of_the_demos_per_model_choices():
+    """A --configfile is merged over config.yaml key by key (Snakemake's update_config), so
+    every per-model key the demo sets (input sizes, the image model's 20 epochs) must be set
+    again by config/first_impressions.yaml, or the paper's settings silently change."""
+    import yaml
+    from snakemake.utils import update_config
+
+    demo = yaml.safe_load((REPO / "config.yaml").read_text())
+    first_impressions = yaml.safe_load((REPO / "config/first_impressions.yaml").read_text())
+    merged = copy.deepcopy(demo)
+    update_config(merged, first_impressions)
+    for model in ("img", "face", "img_cam", "face_cam"):
+        assert set(demo["models"][model]) <= set(first_impressions["models"][model]), model
+        settings = {**merged["models"]["visual"], **merged["models"][model]}
+        assert settings["epochs"] == 10 and settings["input_size"] == 224, model  # the paper
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [

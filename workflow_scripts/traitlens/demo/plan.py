@@ -71,7 +71,7 @@ class DemoConfig:
                 values[key] = kind(cfg[key])
             except (TypeError, ValueError) as err:
                 raise UserError(f"config demo.{key}: {cfg[key]!r} is not a number") from err
-        background = cfg.get("background", "per_user")
+        background = cfg.get("background", cls.background)  # the field default
         if background not in BACKGROUNDS:
             raise UserError(
                 f"config demo.background: {background!r} is not one of {', '.join(BACKGROUNDS)}"

@@ -12,11 +12,11 @@ child process so that its peak RSS is its own:
               the attrs, the keys, the ``max`` reduction, the top-K arrays, the region
               histograms over the top ``n_top`` (50) frames, region scores + verdicts
               + the table rows
-  find_det.   the whole ``traitlens.detectors.find_detectors`` call on that dump (no
+  find_det.   the whole ``traitlens.interpret.detectors.find_detectors`` call on that dump (no
               maps stored, so no IoU): tables, the layer's histogram figure and the
               four region montages with their faces
   au          the AU emergence core on the same size: the ``max`` reduction read, then
-              ``traitlens.au_emergence.emergence(au, units_max, n=100)`` for 17 AUs
+              ``traitlens.interpret.au_emergence.emergence(au, units_max, n=100)`` for 17 AUs
               (and, for reference, one ``top_n_mask`` of the units alone)
   iou         Network Dissection on a smaller dump that stores its maps (``--iou-frames``,
               1,000 by default; full maps of 100k x 512 x 14 x 14 are ~20 GB of float16 and
@@ -183,7 +183,7 @@ class Clock:
         self.import_rss_mb = 0.0
 
     def imports(self) -> None:
-        """Close the imports stage (``traitlens.activation_dump`` imports torch: ~0.5 GB
+        """Close the imports stage (``traitlens.interpret.activation_dump`` imports torch: ~0.5 GB
         of RSS before any data is read) and note the RSS it left."""
         self.lap("imports (not part of the total)")
         self.import_rss_mb = round(peak_rss_mb())
@@ -196,14 +196,14 @@ class Clock:
 
 def phase_detectors(tmp: Path, args) -> dict:
     clock = Clock()
-    from traitlens import activation_dump as ad
-    from traitlens.detectors import (
+    from traitlens.faces.face_template import load_template
+    from traitlens.interpret import activation_dump as ad
+    from traitlens.interpret.detectors import (
         detector_table,
         histogram_verdicts,
         region_histograms,
         region_scores,
     )
-    from traitlens.face_template import load_template
 
     dump = tmp / "conv5_3.h5"
     _, _, masks, names = load_template(tmp / "template.h5")
@@ -236,7 +236,7 @@ def phase_detectors(tmp: Path, args) -> dict:
 def phase_find_detectors(tmp: Path, args) -> dict:
     clock = Clock()
     from traitlens import activation_dump  # noqa: F401 (imported by find_detectors)
-    from traitlens.detectors import find_detectors
+    from traitlens.interpret.detectors import find_detectors
 
     clock.imports()
     out = tmp / "out"
@@ -259,8 +259,8 @@ def phase_find_detectors(tmp: Path, args) -> dict:
 
 def phase_au(tmp: Path, args) -> dict:
     clock = Clock()
-    from traitlens import activation_dump as ad
-    from traitlens.au_emergence import emergence, emergence_table, top_n_mask
+    from traitlens.interpret import activation_dump as ad
+    from traitlens.interpret.au_emergence import emergence, emergence_table, top_n_mask
 
     clock.imports()
     units_max = ad.read_reduction(tmp / "conv5_3.h5", "max")
@@ -295,13 +295,13 @@ def phase_au(tmp: Path, args) -> dict:
 
 def phase_iou(tmp: Path, args) -> dict:
     clock = Clock()
-    from traitlens import activation_dump as ad
-    from traitlens.detectors import (
+    from traitlens.faces.face_template import load_template
+    from traitlens.interpret import activation_dump as ad
+    from traitlens.interpret.detectors import (
         _chunk_frames,
         netdissect_iou,
         unit_quantile_thresholds,
     )
-    from traitlens.face_template import load_template
 
     dump = tmp / "maps.h5"
     _, _, masks, _ = load_template(tmp / "template.h5")

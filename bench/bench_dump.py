@@ -103,7 +103,7 @@ def write_shards(folder: Path, kind: str, n_frames: int, hw: tuple[int, int], sh
     import numpy as np
     import pandas as pd
 
-    from traitlens.labels import BIG_FIVE
+    from traitlens.ingest.labels import BIG_FIVE
 
     dataset = {"face": "aligned", "img": "frames"}[kind]
     h, w = hw
@@ -147,8 +147,8 @@ def write_shards(folder: Path, kind: str, n_frames: int, hw: tuple[int, int], sh
 def save_model(path: Path, kind: str, model_cfg: dict) -> None:
     import torch
 
-    from traitlens.dan import DanConfig, DanPlus
-    from traitlens.visual_model import save_weights
+    from traitlens.models.dan import DanConfig, DanPlus
+    from traitlens.models.visual_model import save_weights
 
     torch.manual_seed(0)
     model = DanPlus(DanConfig(**model_cfg)).eval()
@@ -163,10 +163,10 @@ def child(spec: dict) -> dict:
     import pandas as pd
     import torch
 
-    from traitlens.activation_dump import dump_activations
-    from traitlens.train import resolve_device
-    from traitlens.train_data import build_index, sequential_plan
-    from traitlens.visual_model import RunConfig, load_trained, model_batches, on_device
+    from traitlens.interpret.activation_dump import dump_activations
+    from traitlens.models.train import resolve_device
+    from traitlens.models.train_data import build_index, sequential_plan
+    from traitlens.models.visual_model import RunConfig, load_trained, model_batches, on_device
 
     torch.set_num_threads(spec["threads"])
     run = RunConfig(

@@ -35,11 +35,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow_scripts"))
 
-from traitlens.audio_features import AudioParams, extract_audio_features  # noqa: E402
-from traitlens.frame_plan import evenly_spaced_indices  # noqa: E402
-from traitlens.frames import extract_frames  # noqa: E402
-from traitlens.probe import probe_video  # noqa: E402
-from traitlens.shard_extract import extract_video  # noqa: E402
+from traitlens.extract.audio_features import AudioParams, extract_audio_features  # noqa: E402
+from traitlens.extract.extract_shard import extract_video  # noqa: E402
+from traitlens.extract.frame_decode import extract_frames  # noqa: E402
+from traitlens.extract.frame_plan import evenly_spaced_indices  # noqa: E402
+from traitlens.extract.probe import probe_video  # noqa: E402
 
 BOX = (384, 216)  # the workflow's default frame box
 

@@ -37,15 +37,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow_scripts"))
 
-from traitlens.faces import FaceParams  # noqa: E402
-from traitlens.faces_shard import detect_faces_shard  # noqa: E402
-from traitlens.frame_plan import evenly_spaced_indices  # noqa: E402
-from traitlens.mediapipe_face import (  # noqa: E402
+from traitlens.extract.frame_plan import evenly_spaced_indices  # noqa: E402
+from traitlens.faces.detect_faces import detect_faces_shard  # noqa: E402
+from traitlens.faces.mediapipe_face import (  # noqa: E402
     FaceDetector,
     FaceMeshDetector,
     LandmarkModel,
     mediapipe_version,
 )
+from traitlens.faces.video_faces import FaceParams  # noqa: E402
 
 WIDTH, HEIGHT = 1280, 720
 N_VIDEOS, PER_VIDEO = 15, 10

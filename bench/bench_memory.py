@@ -308,7 +308,7 @@ def fixed_bytes(config: dict) -> dict[str, float]:
     """Bytes that do not grow with the videos: the four visual models (weights.pt, and
     the last checkpoint: weights plus one (SGD momentum) or two (Adam moments) buffers of
     the same size) and the dumps' top-K maps (float16) per layer."""
-    from traitlens.dan import DanConfig, make_model
+    from traitlens.models.dan import DanConfig, make_model
 
     visual = config["models"]["visual"]
     buffers = {"sgd": 1, "adam": 2}[visual["optimizer"]]

@@ -84,7 +84,7 @@ def _require(names: list[str]) -> dict:
         except ImportError as err:
             sys.exit(
                 f"bench_train.py: cannot import {name!r} ({err}); it needs numpy, torch, "
-                "h5py, pandas and tqdm (for traitlens.train) in this python"
+                "h5py, pandas and tqdm (for traitlens.models.train) in this python"
             )
     return mods
 
@@ -96,10 +96,10 @@ _mods = _require(
         "h5py",
         "pandas",
         "tqdm",
-        "traitlens.dan",
-        "traitlens.train",
-        "traitlens.train_data",
-        "traitlens.visual_model",
+        "traitlens.models.dan",
+        "traitlens.models.train",
+        "traitlens.models.train_data",
+        "traitlens.models.visual_model",
     ]
 )
 np = _mods["numpy"]
@@ -107,19 +107,19 @@ torch = _mods["torch"]
 h5py = _mods["h5py"]
 pd = _mods["pandas"]
 F = importlib.import_module("torch.nn.functional")
-DanConfig = _mods["traitlens.dan"].DanConfig
-DanPlus = _mods["traitlens.dan"].DanPlus
-TrainConfig = _mods["traitlens.train"].TrainConfig
-make_optimizer = _mods["traitlens.train"].make_optimizer
-training_step = _mods["traitlens.train"].training_step
-build_index = _mods["traitlens.train_data"].build_index
-epoch_plan = _mods["traitlens.train_data"].epoch_plan
-Augmentation = _mods["traitlens.train_data"].Augmentation
-to_model_input = _mods["traitlens.train_data"].to_model_input
-resize_batch = _mods["traitlens.train_data"].resize_batch
-BIG_FIVE = importlib.import_module("traitlens.labels").BIG_FIVE
-RunConfig = _mods["traitlens.visual_model"].RunConfig
-loader_batches = _mods["traitlens.visual_model"].model_batches
+DanConfig = _mods["traitlens.models.dan"].DanConfig
+DanPlus = _mods["traitlens.models.dan"].DanPlus
+TrainConfig = _mods["traitlens.models.train"].TrainConfig
+make_optimizer = _mods["traitlens.models.train"].make_optimizer
+training_step = _mods["traitlens.models.train"].training_step
+build_index = _mods["traitlens.models.train_data"].build_index
+epoch_plan = _mods["traitlens.models.train_data"].epoch_plan
+Augmentation = _mods["traitlens.models.train_data"].Augmentation
+to_model_input = _mods["traitlens.models.train_data"].to_model_input
+resize_batch = _mods["traitlens.models.train_data"].resize_batch
+BIG_FIVE = importlib.import_module("traitlens.ingest.labels").BIG_FIVE
+RunConfig = _mods["traitlens.models.visual_model"].RunConfig
+loader_batches = _mods["traitlens.models.visual_model"].model_batches
 
 FRAMES_PER_VIDEO = 10  # the workflow's default
 

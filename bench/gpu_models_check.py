@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow_scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from traitlens.dan import DanConfig, DanPlus  # noqa: E402
+from traitlens.models.dan import DanConfig, DanPlus  # noqa: E402
 
 
 def correctness() -> dict:
@@ -62,8 +62,8 @@ def workflow_training(
 ) -> dict:
     from bench_train import write_shards  # same folder: the loader benchmark's data
 
-    from traitlens.train import TrainConfig
-    from traitlens.visual_model import RunConfig, predict_visual, train_visual
+    from traitlens.models.train import TrainConfig
+    from traitlens.models.visual_model import RunConfig, predict_visual, train_visual
 
     with tempfile.TemporaryDirectory() as tmp:
         paths, labels = write_shards(

@@ -40,12 +40,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow_scripts"))
 
-from traitlens.dan import DanConfig  # noqa: E402
-from traitlens.labels import BIG_FIVE  # noqa: E402
-from traitlens.metrics import mean_accuracy  # noqa: E402
-from traitlens.predictions import read_labels  # noqa: E402
-from traitlens.train import TrainConfig  # noqa: E402
-from traitlens.visual_model import RunConfig, predict_visual, train_visual  # noqa: E402
+from traitlens.evaluation.metrics import mean_accuracy  # noqa: E402
+from traitlens.ingest.labels import BIG_FIVE  # noqa: E402
+from traitlens.models.dan import DanConfig  # noqa: E402
+from traitlens.models.predictions import read_labels  # noqa: E402
+from traitlens.models.train import TrainConfig  # noqa: E402
+from traitlens.models.visual_model import RunConfig, predict_visual, train_visual  # noqa: E402
 
 SHARD_FOLDER = {"img": "frames", "face": "faces"}
 

@@ -1,4 +1,4 @@
-# Per-unit activation dumps (METHOD.md 4, 5): one HDF5 file per model and layer with
+# Per-unit activation dumps (docs/method.md §4, 5): one HDF5 file per model and layer with
 # per-frame reductions, each unit's top-K frames and their maps, optionally all maps.
 
 

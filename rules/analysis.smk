@@ -1,4 +1,4 @@
-# Interpretability analyses (METHOD.md 2, 4, 5), in the order of the paper: CAM and its
+# Interpretability analyses (docs/method.md §2, 4, 5), in the order of the paper: CAM and its
 # overlap with the face, unit segmentations, semantic detectors, AU-detector emergence,
 # and (demo data set) the scores against the planted truth.
 

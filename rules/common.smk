@@ -9,11 +9,12 @@ min_version("9.0")
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow_scripts"))
 
-from traitlens.errors import UserError  # noqa: E402
-from traitlens.face_landmarks import REGIONS as REGION_NAMES  # noqa: E402
-from traitlens.labels import BIG_FIVE as TRAITS  # noqa: E402
-from traitlens.sharding import assign_shards, shard_count  # noqa: E402
-from traitlens.sources import dataset_videos  # noqa: E402
+from traitlens.core.errors import UserError  # noqa: E402
+from traitlens.faces.face_landmarks import REGIONS as REGION_NAMES  # noqa: E402
+from traitlens.ingest.labels import BIG_FIVE as TRAITS  # noqa: E402
+from traitlens.ingest.sharding import assign_shards, shard_count  # noqa: E402
+from traitlens.demo.plan import plan_videos  # noqa: E402
+from traitlens.ingest.sources import dataset_videos  # noqa: E402
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -23,7 +24,12 @@ LOGS = f"{RESULTS}/logs"
 BENCHMARKS = f"{RESULTS}/benchmarks"
 
 try:
-    VIDEOS = dataset_videos(DATASET, config.get("demo"))
+    DEMO_IDS = (
+        [v.video_id for v in plan_videos(config["demo"])]
+        if DATASET["format"] == "demo"
+        else None
+    )
+    VIDEOS = dataset_videos(DATASET, DEMO_IDS)
 except UserError as err:
     raise WorkflowError(str(err)) from None
 if not VIDEOS:
@@ -87,7 +93,7 @@ def au_inputs(wildcards):
 # --- models ---------------------------------------------------------------------------
 
 VISUAL_MODELS = ("img", "face")
-# The CAM variants (METHOD.md 2), trained on the same data as img / face
+# The CAM variants (docs/method.md §2), trained on the same data as img / face
 CAM_MODELS = ("img_cam", "face_cam")
 # The linear and fused models, and the order the accuracy table lists them in
 EVALUATED_MODELS = ("img+audio", "img", "face", "audio", "aus")
@@ -137,7 +143,7 @@ TRAIN_RESOURCES = {"gpu": 1} if config["train"]["gpu"] else {}
 ANALYSIS = config["analysis"]
 ACTIVATIONS = config["activations"]
 DUMP_LAYERS = ACTIVATIONS["layers"]
-# CAM sources (METHOD.md 2): the CAM variants on frames and on faces, and Grad-CAM of
+# CAM sources (docs/method.md §2): the CAM variants on frames and on faces, and Grad-CAM of
 # the DAN+ image model as a cross-check; the weights each one reads
 CAM_SOURCES = {"img": "img_cam", "face": "face_cam", "img_gradcam": "img"}
 # Sources whose maps lie over whole frames, so their overlap with the face box means something
@@ -179,7 +185,7 @@ def dumps(model):
 
 
 def interpretability_outputs():
-    """What rule all asks of the interpretability stage (METHOD.md 2, 4, 5)."""
+    """What rule all asks of the interpretability stage (docs/method.md §2, 4, 5)."""
     outputs = [f for source in CAM_SOURCES for f in cam_figures(source)]
     outputs.append(f"{RESULTS}/tables/cam_face_overlap.tsv")
     for model in ACTIVATIONS["models"]:

@@ -1,4 +1,4 @@
-# Models (METHOD.md 1, 3, 5): DAN+ on frames (img) and on aligned faces (face), ridge
+# Models (docs/method.md §1, 3, 5): DAN+ on frames (img) and on aligned faces (face), ridge
 # regression on audio and on AUs, late fusion, and the accuracy tables.
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from traitlens.accuracy_table import (
+from traitlens.core.errors import UserError
+from traitlens.evaluation.accuracy_table import (
     ACCURACY_COLUMNS,
     COMPARISON_COLUMNS,
     METRICS_COLUMNS,
@@ -14,10 +15,9 @@ from traitlens.accuracy_table import (
     render_markdown,
     write_outputs,
 )
-from traitlens.errors import UserError
-from traitlens.labels import BIG_FIVE
-from traitlens.metrics import mean_accuracy
-from traitlens.predictions import PREDICTION_COLUMNS, read_labels, read_predictions
+from traitlens.evaluation.metrics import mean_accuracy
+from traitlens.ingest.labels import BIG_FIVE
+from traitlens.models.predictions import PREDICTION_COLUMNS, read_labels, read_predictions
 
 N_BOOT = 200
 SIZES = {"train": 60, "validation": 40, "test": 40}

@@ -1,4 +1,4 @@
-"""Activation dumps (traitlens.activation_dump, the dump_activations rule).
+"""Activation dumps (traitlens.interpret.activation_dump, the dump_activations rule).
 
 The writer against numpy computed over all the maps at once: reductions, stored maps,
 the top-K per unit (brute-force argsort, ties included, batches splitting the data
@@ -21,7 +21,9 @@ import pandas as pd
 import pytest
 import torch
 
-from traitlens.activation_dump import (
+from traitlens.core.errors import UserError
+from traitlens.ingest.labels import BIG_FIVE
+from traitlens.interpret.activation_dump import (
     ATTRS,
     F16_MAX,
     SCHEMA,
@@ -38,11 +40,9 @@ from traitlens.activation_dump import (
     read_top,
     reduce_maps,
 )
-from traitlens.dan import DanConfig, DanPlus
-from traitlens.errors import UserError
-from traitlens.labels import BIG_FIVE
-from traitlens.train_data import PixelReader, build_index, resize_batch
-from traitlens.visual_model import RunConfig, save_weights
+from traitlens.models.dan import DanConfig, DanPlus
+from traitlens.models.train_data import PixelReader, build_index, resize_batch
+from traitlens.models.visual_model import RunConfig, save_weights
 
 from conftest import REPO
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from face_photos import astronaut, grace_hopper, rotate
 
-from traitlens.alignment import (
+from traitlens.faces.alignment import (
     alignment_transform,
     apply_affine,
     eye_centres,
@@ -17,9 +17,9 @@ from traitlens.alignment import (
     transform_scale,
     warp_face,
 )
-from traitlens.face_landmarks import eye_contours
-from traitlens.faces import FaceParams, process_video
-from traitlens.mediapipe_face import FaceDetector, LandmarkModel
+from traitlens.faces.face_landmarks import eye_contours
+from traitlens.faces.mediapipe_face import FaceDetector, LandmarkModel
+from traitlens.faces.video_faces import FaceParams, process_video
 
 # Crops large enough, with the face small enough in them, for mediapipe to find the face
 # again in the aligned crop: the independent check of where the eyes really landed.

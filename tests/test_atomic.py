@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from traitlens.atomic import atomic_path, temp_next_to, write_text_atomic, write_tsv
+from traitlens.core.atomic import atomic_path, temp_next_to, write_text_atomic, write_tsv
 
 
 def test_output_appears_only_on_success(tmp_path):
@@ -38,7 +38,7 @@ def test_a_killed_writer_leaves_only_a_temp_file_which_the_retry_removes(tmp_pat
     other.write_text("x")
     code = (
         "import os, signal, sys\n"
-        "from traitlens.atomic import atomic_path\n"
+        "from traitlens.core.atomic import atomic_path\n"
         "with atomic_path(sys.argv[1]) as tmp:\n"
         "    tmp.write_bytes(b'half a shard')\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import lsq_linear
 
-from traitlens.box_qp import solve_box_qp
+from traitlens.aus.box_qp import solve_box_qp
 
 
 def _reference(h, g, lo, hi):

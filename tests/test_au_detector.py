@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from traitlens import au_detector_backend as det
-from traitlens.aus import AU_COLUMNS, AuConfig, FaceRows
-from traitlens.errors import UserError
+from traitlens.aus import detector_backend as det
+from traitlens.aus.estimate_aus import AU_COLUMNS, AuConfig, FaceRows
+from traitlens.core.errors import UserError
 
 # py-feat 2.1.5's two AU name lists (feat.multitask): the 24-AU v2.3 head and the
 # shipped 20-AU v2.4 head, written out so the test needs no `import feat`
@@ -43,9 +43,9 @@ def test_weights_present(tmp_path):
 CHECK_NO_IMPORT = """
 import sys
 import numpy as np
-from traitlens import au_detector_backend as det
-from traitlens.aus import AuConfig, FaceRows
-from traitlens.errors import UserError
+from traitlens.aus import detector_backend as det
+from traitlens.aus.estimate_aus import AuConfig, FaceRows
+from traitlens.core.errors import UserError
 rows = FaceRows(("a",), np.zeros(1, int), np.zeros(1, int), np.ones(1, bool), np.zeros((1, 478, 3)))
 try:
     det.estimate_with_detector(rows, "frames.h5", AuConfig(detector_weights_dir=sys.argv[1]))

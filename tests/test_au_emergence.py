@@ -17,7 +17,8 @@ import pytest
 from scipy.stats import hypergeom
 from snakemake.iocontainers import Namedlist
 
-from traitlens.au_emergence import (
+from traitlens.core.errors import UserError
+from traitlens.interpret.au_emergence import (
     TABLE_COLUMNS,
     au_unit_frames,
     emergence,
@@ -32,7 +33,6 @@ from traitlens.au_emergence import (
     top_n_mask,
     top_n_masks,
 )
-from traitlens.errors import UserError
 
 
 @pytest.mark.parametrize(
@@ -141,7 +141,7 @@ def test_n_top_larger_than_f_is_clamped_and_a_constant_au_has_no_best_unit(caplo
     f = 30
     au_values = np.column_stack([rng.random(f), np.zeros(f)])  # AU02 never active
     units = rng.random((f, 5))
-    with caplog.at_level(logging.WARNING, logger="traitlens.au_emergence"):
+    with caplog.at_level(logging.WARNING, logger="traitlens.interpret.au_emergence"):
         table = emergence_table(au_values, units, [("l", i) for i in range(5)], ["A", "B"], 50)
     assert "n_top 50 is larger than the 30 frames" in caplog.text
     assert (table["n"] == 30).all()
@@ -285,7 +285,7 @@ def test_au_unit_frames_joins_successful_rows_and_concatenates_layers(tmp_path, 
     au_keys = [("v2", 5), ("v1", 0), ("v1", 5), ("v2", 0), ("v4", 0)]
     values = np.array([[0.5, 0.6], [0.1, 0.2], [np.nan, np.nan], [0.3, np.nan], [0.9, 0.9]])
     table = _au_rows(au_keys, values, [True, True, False, True, True])
-    with caplog.at_level(logging.INFO, logger="traitlens.au_emergence"):
+    with caplog.at_level(logging.INFO, logger="traitlens.interpret.au_emergence"):
         au_values, unit_max, labels, videos = au_unit_frames(
             [tmp_path / "conv4_3.h5", tmp_path / "conv5_3.h5"], table, ["AU01", "AU12"]
         )
@@ -415,7 +415,7 @@ def test_entry_writes_table_null_and_figure(tmp_path):
 
 
 def test_group_shuffle_moves_frames_only_within_their_group():
-    from traitlens.au_emergence import _group_shuffler
+    from traitlens.interpret.au_emergence import _group_shuffler
 
     groups = np.array(["b", "a", "b", "c", "a", "b"])
     shuffle = _group_shuffler(groups, len(groups))

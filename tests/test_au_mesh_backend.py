@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from traitlens import au_mesh_backend as amb
-from traitlens.au_model import N_LANDMARKS, load_model
-from traitlens.errors import UserError
+from traitlens.aus import mesh_backend as amb
+from traitlens.aus.au_mesh_model import N_LANDMARKS, load_model
+from traitlens.core.errors import UserError
 
 BROW = ("AU01", "AU02", "AU04")
 MOUTH = ("AU10", "AU12", "AU14", "AU15", "AU17", "AU20", "AU23", "AU24", "AU25", "AU26", "AU28")

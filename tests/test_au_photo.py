@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from traitlens.au_mesh_backend import MeshAuSolver
-from traitlens.au_model import N_MESH, load_model
-from traitlens.aus import subtract_video_baseline
+from traitlens.aus.au_mesh_model import N_MESH, load_model
+from traitlens.aus.estimate_aus import subtract_video_baseline
+from traitlens.aus.mesh_backend import MeshAuSolver
 from traitlens.demo import au_mesh, warp
 
 BROW = ("AU01", "AU02", "AU04")

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from traitlens import au_validation as val
-from traitlens.aus import AU_COLUMNS, PYFEAT_AUS, write_tsv
-from traitlens.errors import UserError
+from traitlens.aus.estimate_aus import AU_COLUMNS, PYFEAT_AUS, write_tsv
+from traitlens.core.errors import UserError
+from traitlens.demo import au_validation as val
 
 
 def _truth_dir(tmp_path, n=42, seed=0):

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from traitlens.audio_features import (
+from traitlens.extract.audio_features import (
     LOG_FLOOR,
     AudioParams,
     extract_audio_features,
@@ -17,7 +17,7 @@ from traitlens.audio_features import (
     mel_to_hz,
     read_audio,
 )
-from traitlens.probe import probe_video
+from traitlens.extract.probe import probe_video
 
 from media import make_clip
 

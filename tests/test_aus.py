@@ -7,17 +7,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from traitlens import aus
-from traitlens.au_mesh_backend import neutral_face
-from traitlens.au_model import load_model
-from traitlens.errors import UserError
+from traitlens.aus import estimate_aus as aus
+from traitlens.aus.au_mesh_model import load_model
+from traitlens.aus.mesh_backend import neutral_face
+from traitlens.core.errors import UserError
 
 
 def test_columns_hold_the_openface_view():
     assert len(aus.PYFEAT_AUS) == 20 and aus.PYFEAT_AUS == load_model().au_columns
     assert aus.AU_COLUMNS == (*aus.PYFEAT_AUS, "AU45")
     assert len(aus.OPENFACE_17) == 17 and set(aus.OPENFACE_17) <= set(aus.AU_COLUMNS)
-    # METHOD.md section 5, in its order
+    # docs/method.md §5, in its order
     method = "AU01 02 04 05 06 07 09 10 12 14 15 17 20 23 25 26 45".split()
     assert aus.OPENFACE_17 == tuple(f"AU{n[-2:]}" for n in method)
 

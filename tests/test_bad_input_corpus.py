@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from traitlens.face_landmarks import region_landmarks
-from traitlens.frame_plan import evenly_spaced_indices
-from traitlens.frames import content_box
-from traitlens.h5checks import as_str
-from traitlens.sharding import assign_shards
+from traitlens.core.h5checks import as_str
+from traitlens.extract.frame_decode import content_box
+from traitlens.extract.frame_plan import evenly_spaced_indices
+from traitlens.faces.face_landmarks import region_landmarks
+from traitlens.ingest.sharding import assign_shards
 
 from conftest import run_snakemake, write_config
 from media import read_index

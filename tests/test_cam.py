@@ -1,4 +1,4 @@
-"""CAM, Grad-CAM and the CAM-face overlap (traitlens.cam, traitlens.cam_overlap).
+"""CAM, Grad-CAM and the CAM-face overlap (traitlens.interpret: cam, cam_face_overlap).
 
 Checks against independent computations: CAM maps equal sum_k w_kt A_k summed by hand
 from the model's own features (and their means plus the bias are the logits); Grad-CAM's
@@ -19,8 +19,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from traitlens import cam as cam_module
-from traitlens.cam import (
+from traitlens.core.errors import UserError
+from traitlens.interpret import cam as cam_module
+from traitlens.interpret.cam import (
     compute_cam_file,
     face_overlap_table,
     gradcam_batch,
@@ -30,7 +31,7 @@ from traitlens.cam import (
     write_cam_file,
     write_overlap_tables,
 )
-from traitlens.cam_overlap import (
+from traitlens.interpret.cam_face_overlap import (
     binarise,
     box_overlap,
     frame_overlaps,
@@ -38,10 +39,9 @@ from traitlens.cam_overlap import (
     overlap_summary,
     upsample_map,
 )
-from traitlens.dan import TRAIT_ORDER, DanCam, DanConfig, DanPlus
-from traitlens.errors import UserError
-from traitlens.train_data import PixelReader, SampleIndex, resize_batch
-from traitlens.visual_model import RunConfig, save_weights
+from traitlens.models.dan import TRAIT_ORDER, DanCam, DanConfig, DanPlus
+from traitlens.models.train_data import PixelReader, SampleIndex, resize_batch
+from traitlens.models.visual_model import RunConfig, save_weights
 
 CPU = RunConfig(device="cpu", amp=False, num_workers=0, threads=1)
 # VGG16 / 64 at 64 x 64 input: conv5_3 has 8 maps of 4 x 4

@@ -20,7 +20,21 @@ import pandas as pd
 import pytest
 from face_photos import astronaut, fit
 
-from traitlens.activation_dump import (
+from traitlens.aus.estimate_aus import read_faces
+from traitlens.core.errors import UserError
+from traitlens.demo.planted import read_frame_geometry
+from traitlens.extract.audio_features import AudioParams
+from traitlens.extract.extract_shard import extract_shard
+from traitlens.faces.detect_faces import detect_faces_shard, open_frames
+from traitlens.faces.face_template import (
+    build_face_template,
+    load_template,
+    mean_aligned_face,
+)
+from traitlens.faces.video_faces import FaceParams
+from traitlens.ingest.labels import BIG_FIVE
+from traitlens.ingest.sharding import assign_shards, shard_count
+from traitlens.interpret.activation_dump import (
     DumpWriter,
     dump_info,
     iter_maps,
@@ -28,23 +42,9 @@ from traitlens.activation_dump import (
     read_reduction,
     read_top,
 )
-from traitlens.audio_features import AudioParams
-from traitlens.audio_model import read_audio_features
-from traitlens.aus import read_faces
-from traitlens.cam import face_overlap_table, read_cam_file, write_cam_file
-from traitlens.errors import UserError
-from traitlens.face_template import (
-    build_face_template,
-    load_template,
-    mean_aligned_face,
-)
-from traitlens.faces import FaceParams
-from traitlens.faces_shard import detect_faces_shard, open_frames
-from traitlens.labels import BIG_FIVE
-from traitlens.planted import read_frame_geometry
-from traitlens.shard_extract import extract_shard
-from traitlens.sharding import assign_shards, shard_count
-from traitlens.train_data import PixelReader, build_index
+from traitlens.interpret.cam import face_overlap_table, read_cam_file, write_cam_file
+from traitlens.models.audio_model import read_audio_features
+from traitlens.models.train_data import PixelReader, build_index
 
 from conftest import run_snakemake, write_config
 from test_workflow_config import fi_config

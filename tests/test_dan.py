@@ -1,4 +1,4 @@
-"""DAN+ model (traitlens.dan) and backbone weight loading (traitlens.weights).
+"""DAN+ model (traitlens.models.dan) and backbone weight loading (traitlens.models.weights).
 
 Checks shapes, the pooled descriptor and head against a numpy hand computation, the
 input normalisation, the VGG16 topology against torchvision, and the weights loader's
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from traitlens.dan import CONV_LAYERS, DanConfig, DanPlus
-from traitlens.errors import UserError
-from traitlens.weights import load_backbone_weights
+from traitlens.core.errors import UserError
+from traitlens.models.dan import CONV_LAYERS, DanConfig, DanPlus
+from traitlens.models.weights import load_backbone_weights
 
 from pickles import code_running_pickle
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from traitlens.core.errors import UserError
 from traitlens.demo import au_mesh, signal
 from traitlens.demo.generate import default_outputs, generate
 from traitlens.demo.plan import DemoConfig, plan_videos
-from traitlens.errors import UserError
 
 TINY = {
     "seed": 11,
@@ -128,7 +128,7 @@ def test_annotation_pickles_like_first_impressions(run_a):
 
 
 def test_pickles_pass_the_safe_label_loader(run_a):
-    from traitlens.labels import load_label_pickle
+    from traitlens.ingest.labels import load_label_pickle
 
     labels = load_label_pickle(run_a / "annotation_training.pkl")
     assert set(labels) == set(signal.TRAITS)

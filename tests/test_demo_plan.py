@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
+from traitlens.core.errors import UserError
 from traitlens.demo.plan import DemoConfig, plan_videos, split_counts, user_ids
-from traitlens.errors import UserError
 
 from conftest import DEMO_TEST_CONFIG
 

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from traitlens.detectors import (
+from traitlens.core.errors import UserError
+from traitlens.interpret.detectors import (
     COUNT_COLUMNS,
     TABLE_COLUMNS,
     area_matrix,
@@ -26,7 +27,6 @@ from traitlens.detectors import (
     unit_quantile_thresholds,
     upsample_maps,
 )
-from traitlens.errors import UserError
 
 REGIONS = ["eyebrows", "eyes", "nose", "mouth"]
 
@@ -304,7 +304,7 @@ def test_find_detectors_end_to_end(tmp_path, caplog):
                     "receptive_field": {"conv5_2": 0.3, "conv5_3": 0.3}}  # fmt: skip
     histograms = [out / f"unit_histograms_{layer}.png" for layer in layers]
     montages = [out / f"detectors_{r}.png" for r in REGIONS]
-    with caplog.at_level(logging.WARNING, logger="traitlens.detectors"):
+    with caplog.at_level(logging.WARNING, logger="traitlens.interpret.detectors"):
         table = find_detectors(
             [tmp_path / "conv5_2.h5", tmp_path / "conv5_3.h5"], tmp_path / "template.h5",
             [tmp_path / "s000.h5"], layers, detectors, segmentation, out / "detectors.tsv",

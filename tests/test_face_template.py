@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 from face_photos import astronaut, fit, grace_hopper, no_face_pictures, write_frames_h5
 
-from traitlens.errors import UserError
-from traitlens.face_landmarks import REGIONS, closed_loop, paths
-from traitlens.face_template import (
+from traitlens.core.errors import UserError
+from traitlens.faces.detect_faces import detect_faces_shard
+from traitlens.faces.face_landmarks import REGIONS, closed_loop, paths
+from traitlens.faces.face_template import (
     build_face_template,
     load_template,
     region_masks,
     region_polygons,
 )
-from traitlens.faces import FaceParams
-from traitlens.faces_shard import detect_faces_shard
+from traitlens.faces.video_faces import FaceParams
 
 S = 96
 PARAMS = FaceParams(aligned_size=S)

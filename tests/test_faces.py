@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from face_photos import astronaut, grace_hopper, no_face_pictures, side_by_side
 
-from traitlens.errors import UserError
-from traitlens.face_landmarks import eye_contours, region_landmarks
-from traitlens.faces import (
+from traitlens.core.errors import UserError
+from traitlens.faces.face_landmarks import eye_contours, region_landmarks
+from traitlens.faces.mediapipe_face import FaceDetector, LandmarkModel
+from traitlens.faces.video_faces import (
     MESH_FAILED,
     NO_FACE,
     FaceParams,
@@ -17,7 +18,6 @@ from traitlens.faces import (
     fit_faces,
     process_video,
 )
-from traitlens.mediapipe_face import FaceDetector, LandmarkModel
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,12 @@ import h5py
 import numpy as np
 import pytest
 
-from traitlens.alignment import apply_affine, eye_centres, target_eyes
-from traitlens.audio_features import AudioParams
-from traitlens.faces import FaceParams, box_iou
-from traitlens.faces_qc import read_face_qc
-from traitlens.faces_shard import detect_faces_shard
-from traitlens.shard_extract import extract_shard
+from traitlens.extract.audio_features import AudioParams
+from traitlens.extract.extract_shard import extract_shard
+from traitlens.faces.alignment import apply_affine, eye_centres, target_eyes
+from traitlens.faces.detect_faces import detect_faces_shard
+from traitlens.faces.faces_qc import read_face_qc
+from traitlens.faces.video_faces import FaceParams, box_iou
 
 DEMO = {
     "seed": 7,

@@ -9,16 +9,16 @@ import pandas as pd
 import pytest
 from face_photos import astronaut, fit, grace_hopper, no_face_pictures
 
-from traitlens.errors import UserError
-from traitlens.faces import MESH_FAILED, NO_FACE, FaceParams
-from traitlens.faces_qc import (
+from traitlens.core.errors import UserError
+from traitlens.faces.detect_faces import FACES_SCHEMA, detect_faces_shard, open_frames, video_rows
+from traitlens.faces.faces_qc import (
     FACE_QC_COLUMNS,
     face_counts,
     read_face_qc,
     reason_summary,
     video_qc_row,
 )
-from traitlens.faces_shard import FACES_SCHEMA, detect_faces_shard, open_frames, video_rows
+from traitlens.faces.video_faces import MESH_FAILED, NO_FACE, FaceParams
 
 W, H = 384, 216
 PARAMS = FaceParams(aligned_size=64)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from traitlens.frame_plan import (
+from traitlens.extract.frame_plan import (
     CostModel,
     evenly_spaced_indices,
     plan_frames,

@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from traitlens.frame_plan import evenly_spaced_indices, plan_frames, sequential_plan
-from traitlens.frames import FrameExtractionError, content_box, extract_frames
-from traitlens.probe import VideoReadError, ffprobe_video, probe_video
+from traitlens.extract.frame_decode import FrameExtractionError, content_box, extract_frames
+from traitlens.extract.frame_plan import evenly_spaced_indices, plan_frames, sequential_plan
+from traitlens.extract.probe import VideoReadError, ffprobe_video, probe_video
 
 from media import make_clip, read_index, set_rotation
 

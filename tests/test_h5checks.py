@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from traitlens.errors import UserError
-from traitlens.h5checks import as_str, open_checked
+from traitlens.core.errors import UserError
+from traitlens.core.h5checks import as_str, open_checked
 
 
 def test_truncated_file_names_file_and_rule(tmp_path):

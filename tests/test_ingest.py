@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from traitlens.errors import UserError
-from traitlens.ingest import (
+from traitlens.core.errors import UserError
+from traitlens.ingest.labels import BIG_FIVE
+from traitlens.ingest.manifest import (
     Labelled,
     build_manifest,
     labels_from_manifest_rows,
@@ -13,8 +14,7 @@ from traitlens.ingest import (
     merge_splits,
     to_tsv,
 )
-from traitlens.labels import BIG_FIVE
-from traitlens.sources import discover_videos, manifest_videos, read_manifest_rows
+from traitlens.ingest.sources import discover_videos, manifest_videos, read_manifest_rows
 
 
 def traits(x: float, interview: bool = True) -> dict[str, float]:

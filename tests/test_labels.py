@@ -7,8 +7,8 @@ import pickle
 import numpy as np
 import pytest
 
-from traitlens.errors import UserError
-from traitlens.labels import BIG_FIVE, read_annotations
+from traitlens.core.errors import UserError
+from traitlens.ingest.labels import BIG_FIVE, read_annotations
 
 from pickles import code_running_pickle, python2_label_pickle
 

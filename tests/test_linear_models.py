@@ -7,14 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from traitlens.au_regression import read_au_features
-from traitlens.audio_model import pool_shard, pooled_feature_names, read_audio_features
-from traitlens.aus import OPENFACE_17, VIDEO_COLUMNS
-from traitlens.errors import UserError
-from traitlens.fusion import choose_image_weight, fuse
-from traitlens.labels import BIG_FIVE
-from traitlens.predictions import read_predictions
-from traitlens.ridge import (
+from traitlens.aus.estimate_aus import OPENFACE_17, VIDEO_COLUMNS
+from traitlens.core.errors import UserError
+from traitlens.ingest.labels import BIG_FIVE
+from traitlens.models.au_regression import read_au_features
+from traitlens.models.audio_model import pool_shard, pooled_feature_names, read_audio_features
+from traitlens.models.fusion import choose_image_weight, fuse
+from traitlens.models.predictions import read_predictions
+from traitlens.models.ridge import (
     fit_predict,
     fit_ridge,
     load_model,

@@ -7,8 +7,12 @@ import pytest
 from scipy.stats import pearsonr
 from sklearn.metrics import r2_score
 
-from traitlens.bootstrap import bootstrap_mean_accuracy, paired_bootstrap, resampled_means
-from traitlens.metrics import (
+from traitlens.evaluation.bootstrap import (
+    bootstrap_mean_accuracy,
+    paired_bootstrap,
+    resampled_means,
+)
+from traitlens.evaluation.metrics import (
     ccc,
     mean_accuracy,
     pearson_r,

@@ -14,9 +14,8 @@ import pandas as pd
 import pytest
 from snakemake.iocontainers import Namedlist
 
-from traitlens.errors import UserError
-from traitlens.frames import content_box
-from traitlens.planted import (
+from traitlens.core.errors import UserError
+from traitlens.demo.planted import (
     CONTRACT_KEYS,
     au_significance,
     cam_true_face_overlap,
@@ -27,6 +26,7 @@ from traitlens.planted import (
     score_planted,
     true_stored_boxes,
 )
+from traitlens.extract.frame_decode import content_box
 
 ENTRY = Path(__file__).resolve().parents[1] / "workflow_scripts" / "validate_planted.py"
 REGIONS = {
@@ -321,7 +321,7 @@ def test_goals_can_be_overridden_and_are_checked():
 
 
 def test_pointing_game_uses_the_peak_cell_centre():
-    from traitlens.planted import peak_in_box
+    from traitlens.demo.planted import peak_in_box
 
     maps = np.zeros((2, 1, 4, 4), np.float32)
     maps[0, 0, 1, 2] = 1.0  # cell centre at x = 2.5 * 100 / 4 - 0.5 = 62, y = 1.5 * 25 - 0.5 = 37
@@ -332,8 +332,8 @@ def test_pointing_game_uses_the_peak_cell_centre():
 
 
 def test_box_coverage_maps_are_the_ceiling_of_the_overlap():
-    from traitlens.cam_overlap import frame_overlaps
-    from traitlens.planted import box_coverage_maps
+    from traitlens.demo.planted import box_coverage_maps
+    from traitlens.interpret.cam_face_overlap import frame_overlaps
 
     # a box exactly on cells (1..2, 1..2) of a 4 x 4 grid over 100 x 100 pixels
     boxes = np.array([[25, 25, 74, 74]], float)

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from traitlens.probe import ProbeError, ffprobe_video, probe_mp4, probe_video
+from traitlens.extract.probe import ProbeError, ffprobe_video, probe_mp4, probe_video
 
 from media import make_clip, set_rotation, truncate_half
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from traitlens.errors import UserError
-from traitlens.qc import QC_COLUMNS, check_failure_budget, combine_shard_qc
+from traitlens.core.errors import UserError
+from traitlens.extract.qc import QC_COLUMNS, check_failure_budget, combine_shard_qc
 
 
 def shard(rows):

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from traitlens.audio_features import AudioParams
-from traitlens.frame_plan import evenly_spaced_indices
-from traitlens.qc import SHARD_QC_COLUMNS
-from traitlens.shard_extract import extract_shard
+from traitlens.extract.audio_features import AudioParams
+from traitlens.extract.extract_shard import extract_shard
+from traitlens.extract.frame_plan import evenly_spaced_indices
+from traitlens.extract.qc import SHARD_QC_COLUMNS
 
 from media import make_clip, read_index, truncate_half
 

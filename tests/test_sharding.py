@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from traitlens.sharding import assign_shards, shard_count, shard_index, shard_name
+from traitlens.ingest.sharding import assign_shards, shard_count, shard_index, shard_name
 
 
 def test_shard_count_rounds_up_to_power_of_two():
@@ -24,7 +24,10 @@ def test_shard_index_is_stable_across_processes():
     import subprocess
     import sys
 
-    code = "from traitlens.sharding import shard_index; print(shard_index('--Ymqszjv54.001', 128))"
+    code = (
+        "from traitlens.ingest.sharding import shard_index; "
+        "print(shard_index('--Ymqszjv54.001', 128))"
+    )
     out = {
         subprocess.run(
             [sys.executable, "-c", code],

@@ -7,12 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from traitlens import aus, faces_qc, predictions
-from traitlens.au_regression import read_au_videos
-from traitlens.errors import UserError
-from traitlens.ingest import manifest_columns, to_tsv
-from traitlens.labels import BIG_FIVE
-from traitlens.tables import read_table
+from traitlens.aus import estimate_aus as aus
+from traitlens.core.errors import UserError
+from traitlens.core.tables import read_table
+from traitlens.faces import faces_qc
+from traitlens.ingest.labels import BIG_FIVE
+from traitlens.ingest.manifest import manifest_columns, to_tsv
+from traitlens.models import predictions
+from traitlens.models.au_regression import read_au_videos
 
 IDS = [f"v{i:03d}.001" for i in range(12)]
 

@@ -1,4 +1,4 @@
-"""Visual-model training (traitlens.train, traitlens.train_data, traitlens.visual_model).
+"""Visual-model training (traitlens.models: train, train_data, visual_model).
 
 Tiny shard files shaped like the real ``frames/<shard>.h5`` and ``faces/<shard>.h5`` are
 written in tmp_path. Checks: a planted trait is learned (held-out MAE far below the
@@ -24,11 +24,11 @@ import pandas as pd
 import pytest
 import torch
 
-from traitlens.dan import DanConfig, DanPlus
-from traitlens.errors import UserError
-from traitlens.labels import BIG_FIVE
-from traitlens.train import TrainConfig, load_last_checkpoint, resolve_device
-from traitlens.train_data import (
+from traitlens.core.errors import UserError
+from traitlens.ingest.labels import BIG_FIVE
+from traitlens.models.dan import DanConfig, DanPlus
+from traitlens.models.train import TrainConfig, load_last_checkpoint, resolve_device
+from traitlens.models.train_data import (
     Augmentation,
     BatchDataset,
     PixelReader,
@@ -40,7 +40,7 @@ from traitlens.train_data import (
     resize_batch,
     sequential_plan,
 )
-from traitlens.visual_model import (
+from traitlens.models.visual_model import (
     RunConfig,
     load_trained,
     predict_visual,
@@ -170,10 +170,10 @@ from pathlib import Path
 sys.path.insert(0, {scripts!r})
 import torch
 
-from traitlens.dan import DanConfig
-from traitlens.predictions import read_labels
-from traitlens.train import TrainConfig
-from traitlens.visual_model import RunConfig, save_weights, train_visual
+from traitlens.models.dan import DanConfig
+from traitlens.models.predictions import read_labels
+from traitlens.models.train import TrainConfig
+from traitlens.models.visual_model import RunConfig, save_weights, train_visual
 
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s %(message)s")
 torch.set_num_threads(1)
@@ -254,11 +254,11 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     assert rerun.returncode == 0, resumed_log
     assert f"resuming after epoch {done[-1]}" in resumed_log
     # only the epochs after the checkpoint were trained again
-    trained = [int(m) for m in re.findall(r"traitlens\.train epoch (\d+)/4", resumed_log)]
+    trained = [int(m) for m in re.findall(r"traitlens\.models\.train epoch (\d+)/4", resumed_log)]
     assert trained == list(range(done[-1] + 1, 5)), trained
     whole_log = (runs["whole"] / "train.log").read_text()
     assert "resuming" not in whole_log
-    assert re.findall(r"traitlens\.train epoch (\d+)/4", whole_log) == ["1", "2", "3", "4"]
+    assert re.findall(r"traitlens\.models\.train epoch (\d+)/4", whole_log) == ["1", "2", "3", "4"]
 
     a = torch.load(runs["whole"] / "weights.pt", map_location="cpu", weights_only=True)
     b = torch.load(runs["killed"] / "weights.pt", map_location="cpu", weights_only=True)
@@ -646,8 +646,8 @@ def test_cuda_without_gpu_is_a_user_error(tmp_path, monkeypatch):
 
 
 def test_shard_lookup_numbers_the_shards_and_names_a_stale_source():
-    from traitlens.errors import UserError
-    from traitlens.train_data import shard_lookup
+    from traitlens.core.errors import UserError
+    from traitlens.models.train_data import shard_lookup
 
     paths = ["/r/faces/s000.h5", "/r/faces/s001.h5"]
     assert shard_lookup(["s001.h5", "s000.h5", "s001.h5"], paths, "faces", "d.h5", "x") == {

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from test_detectors import write_dump
 
-from traitlens.errors import UserError
-from traitlens.unit_segmentation import (
+from traitlens.core.errors import UserError
+from traitlens.interpret.unit_segmentation import (
     masked_image,
     pick_units,
     plot_unit_segmentation,

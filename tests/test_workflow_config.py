@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from traitlens.labels import BIG_FIVE
+from traitlens.ingest.labels import BIG_FIVE
 
 from conftest import REPO, default_config, job_counts, run_snakemake, tool, write_config
 from pickles import python2_label_pickle

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from traitlens.labels import BIG_FIVE
+from traitlens.ingest.labels import BIG_FIVE
 
 from conftest import run_snakemake, write_config
 from test_workflow_config import fi_layout

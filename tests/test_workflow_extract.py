@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from traitlens.frame_plan import evenly_spaced_indices
-from traitlens.labels import BIG_FIVE
+from traitlens.extract.frame_plan import evenly_spaced_indices
+from traitlens.ingest.labels import BIG_FIVE
 
 from conftest import run_snakemake, write_config
 from media import make_clip, read_index

@@ -2,7 +2,7 @@
 again, ends with exactly the outputs of an uninterrupted run.
 
 Each kill takes down the whole run (Snakemake and every job, as a power cut or a
-scheduler's ``kill -9`` would) at a kill point of traitlens.faults, where the stage is
+scheduler's ``kill -9`` would) at a kill point of traitlens.core.faults, where the stage is
 known to be half done. After each kill the test checks the half-done state on disk (no
 truncated output under its final name), unlocks the folder as the README tells users to,
 and goes on; the last run must finish and match the uninterrupted tiny demo file for file.

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from traitlens.demo.generate import default_outputs, generate
-from traitlens.labels import BIG_FIVE
-from traitlens.sharding import assign_shards
+from traitlens.ingest.labels import BIG_FIVE
+from traitlens.ingest.sharding import assign_shards
 
 from conftest import default_config, job_counts, run_snakemake, tiny_models, write_config
 

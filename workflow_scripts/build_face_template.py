@@ -1,8 +1,8 @@
 """Snakemake entry: the semantic face template (mean landmarks, region masks, figure)."""
 
-from traitlens.errors import run_entry
-from traitlens.face_template import build_face_template
-from traitlens.faces import FaceParams
+from traitlens.core.errors import run_entry
+from traitlens.faces.face_template import build_face_template
+from traitlens.faces.video_faces import FaceParams
 
 
 def main() -> None:

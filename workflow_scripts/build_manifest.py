@@ -3,17 +3,17 @@
 import logging
 from pathlib import Path
 
-from traitlens.atomic import write_text_atomic
-from traitlens.errors import UserError, run_entry
-from traitlens.ingest import (
+from traitlens.core.atomic import write_text_atomic
+from traitlens.core.errors import UserError, run_entry
+from traitlens.ingest.labels import read_annotations
+from traitlens.ingest.manifest import (
     build_manifest,
     labels_from_manifest_rows,
     manifest_columns,
     merge_splits,
     to_tsv,
 )
-from traitlens.labels import read_annotations
-from traitlens.sources import read_manifest_rows
+from traitlens.ingest.sources import read_manifest_rows
 
 log = logging.getLogger("traitlens.build_manifest")
 

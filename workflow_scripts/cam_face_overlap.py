@@ -1,11 +1,11 @@
 """Snakemake entry: how much of each binarised CAM / Grad-CAM lies on the detected face
-(METHOD.md 2): per-frame table, summary per source and trait, histogram."""
+(docs/method.md §2): per-frame table, summary per source and trait, histogram."""
 
 import torch
 
-from traitlens.cam import face_overlap_table, overlap_histogram, write_overlap_tables
-from traitlens.cam_overlap import overlap_summary
-from traitlens.errors import run_entry
+from traitlens.core.errors import run_entry
+from traitlens.interpret.cam import face_overlap_table, overlap_histogram, write_overlap_tables
+from traitlens.interpret.cam_face_overlap import overlap_summary
 
 
 def main() -> None:

@@ -2,13 +2,13 @@
 
 Wildcard ``source``: img | face (CAM of the CAM-variant models img_cam / face_cam) or
 img_gradcam (Grad-CAM of the DAN+ img model); ``params.method`` (cam | gradcam) says
-which. Writes cam/<source>.h5 (traitlens.cam.CAM_SCHEMA).
+which. Writes cam/<source>.h5 (traitlens.interpret.cam.CAM_SCHEMA).
 """
 
-from traitlens.cam import compute_cam_file
-from traitlens.errors import run_entry
-from traitlens.predictions import read_labels
-from traitlens.visual_model import RunConfig
+from traitlens.core.errors import run_entry
+from traitlens.interpret.cam import compute_cam_file
+from traitlens.models.predictions import read_labels
+from traitlens.models.visual_model import RunConfig
 
 
 def main() -> None:

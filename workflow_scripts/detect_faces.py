@@ -1,8 +1,8 @@
 """Snakemake entry: faces (detection, landmarks, aligned crops) of one shard's frames."""
 
-from traitlens.errors import run_entry
-from traitlens.faces import FaceParams
-from traitlens.faces_shard import detect_faces_shard
+from traitlens.core.errors import run_entry
+from traitlens.faces.detect_faces import detect_faces_shard
+from traitlens.faces.video_faces import FaceParams
 
 
 def main() -> None:

@@ -1,10 +1,10 @@
 """Snakemake entry: per-unit activation dumps of a trained image/face model, one HDF5 file
-per layer (traitlens.activation_dump; METHOD.md 4, 5)."""
+per layer (traitlens.interpret.activation_dump; docs/method.md §4, 5)."""
 
-from traitlens.activation_dump import dump_model_files
-from traitlens.errors import run_entry
-from traitlens.predictions import read_labels
-from traitlens.visual_model import RunConfig
+from traitlens.core.errors import run_entry
+from traitlens.interpret.activation_dump import dump_model_files
+from traitlens.models.predictions import read_labels
+from traitlens.models.visual_model import RunConfig
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """Snakemake entry: AU intensities of one shard's faces -> aus/<shard>.tsv (+ .videos.tsv)."""
 
-from traitlens.aus import AuConfig, estimate_shard, write_tsv
-from traitlens.errors import run_entry
-from traitlens.faults import kill_point
+from traitlens.aus.estimate_aus import AuConfig, estimate_shard, write_tsv
+from traitlens.core.errors import run_entry
+from traitlens.core.faults import kill_point
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
 """Snakemake entry: labels + per-model predictions -> accuracy/metrics/comparison tables,
-a Markdown summary and a bar figure (see traitlens.accuracy_table)."""
+a Markdown summary and a bar figure (see traitlens.evaluation.accuracy_table)."""
 
-from traitlens.accuracy_table import evaluate, write_outputs
-from traitlens.errors import run_entry
-from traitlens.predictions import PRODUCED_BY, read_labels, read_predictions
+from traitlens.core.errors import run_entry
+from traitlens.evaluation.accuracy_table import evaluate, write_outputs
+from traitlens.models.predictions import PRODUCED_BY, read_labels, read_predictions
 
 
 def _as_list(value) -> list:

@@ -1,8 +1,8 @@
 """Snakemake entry: frames and audio features of one shard's videos, plus its QC table."""
 
-from traitlens.audio_features import AudioParams
-from traitlens.errors import run_entry
-from traitlens.shard_extract import extract_shard
+from traitlens.core.errors import run_entry
+from traitlens.extract.audio_features import AudioParams
+from traitlens.extract.extract_shard import extract_shard
 
 
 def main() -> None:

@@ -1,11 +1,13 @@
-"""Snakemake entry: AU-detector emergence over the face model's units (METHOD.md 5) ->
+"""Snakemake entry: AU-detector emergence over the face model's units (docs/method.md §5) ->
 tables/au_emergence.tsv, tables/au_emergence_null.tsv, figures/au_emergence.png."""
 
 import logging
 
 import pandas as pd
 
-from traitlens.au_emergence import (
+from traitlens.aus.estimate_aus import read_frame_table
+from traitlens.core.errors import UserError, run_entry
+from traitlens.interpret.au_emergence import (
     au_unit_frames,
     emergence_table,
     null_table,
@@ -13,8 +15,6 @@ from traitlens.au_emergence import (
     top_n_masks,
     write_table,
 )
-from traitlens.aus import read_frame_table
-from traitlens.errors import UserError, run_entry
 
 log = logging.getLogger("traitlens.find_au_detectors")
 

@@ -2,11 +2,11 @@
 
 Spatial-histogram scores and Network Dissection IoU of every unit of ``params.layers``
 against the face template's regions: the detector table, counts per layer and region,
-one histogram figure per layer and one montage per region (traitlens.detectors).
+one histogram figure per layer and one montage per region (traitlens.interpret.detectors).
 """
 
-from traitlens.detectors import find_detectors
-from traitlens.errors import run_entry
+from traitlens.core.errors import run_entry
+from traitlens.interpret.detectors import find_detectors
 
 
 def main() -> None:

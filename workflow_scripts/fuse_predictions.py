@@ -2,9 +2,14 @@
 
 import logging
 
-from traitlens.errors import run_entry
-from traitlens.fusion import choose_image_weight, fuse
-from traitlens.predictions import PRODUCED_BY, read_labels, read_predictions, write_predictions
+from traitlens.core.errors import run_entry
+from traitlens.models.fusion import choose_image_weight, fuse
+from traitlens.models.predictions import (
+    PRODUCED_BY,
+    read_labels,
+    read_predictions,
+    write_predictions,
+)
 
 log = logging.getLogger("traitlens.fuse_predictions")
 

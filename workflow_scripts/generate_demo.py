@@ -7,8 +7,8 @@ mp4 per planned id), the three annotation pickles and the ground-truth directory
 import logging
 import os
 
+from traitlens.core.errors import UserError, run_entry
 from traitlens.demo.generate import generate
-from traitlens.errors import UserError, run_entry
 
 log = logging.getLogger("traitlens.generate_demo")
 

@@ -1,8 +1,8 @@
 """Snakemake entry: per trait, the frames with the highest prediction with their class
-activation map overlaid (METHOD.md 2), from cam/<source>.h5."""
+activation map overlaid (docs/method.md §2), from cam/<source>.h5."""
 
-from traitlens.cam import plot_cam_figures
-from traitlens.errors import run_entry
+from traitlens.core.errors import run_entry
+from traitlens.interpret.cam import plot_cam_figures
 
 
 def main() -> None:

@@ -2,11 +2,11 @@
 plot_unit_segmentation, wildcards model and layer; Zhou et al. ICLR'15).
 
 Each shown unit is a row of its top images from the model's shard files, masked by its
-receptive fields where its map exceeds the threshold (traitlens.unit_segmentation).
+receptive fields where its map exceeds the threshold (traitlens.interpret.unit_segmentation).
 """
 
-from traitlens.errors import run_entry
-from traitlens.unit_segmentation import plot_unit_segmentation
+from traitlens.core.errors import run_entry
+from traitlens.interpret.unit_segmentation import plot_unit_segmentation
 
 
 def main() -> None:

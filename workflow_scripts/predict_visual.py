@@ -1,8 +1,13 @@
 """Snakemake entry: a trained image/face model's predictions per frame and per video."""
 
-from traitlens.errors import run_entry
-from traitlens.predictions import read_labels, write_predictions
-from traitlens.visual_model import RunConfig, load_trained, predict_visual, write_frame_predictions
+from traitlens.core.errors import run_entry
+from traitlens.models.predictions import read_labels, write_predictions
+from traitlens.models.visual_model import (
+    RunConfig,
+    load_trained,
+    predict_visual,
+    write_frame_predictions,
+)
 
 
 def main() -> None:

@@ -2,11 +2,11 @@
 
 import logging
 
-from traitlens.atomic import atomic_path
-from traitlens.errors import run_entry
-from traitlens.faces_qc import face_counts, read_face_qc
-from traitlens.qc import check_failure_budget, combine_shard_qc
-from traitlens.tables import read_table
+from traitlens.core.atomic import atomic_path
+from traitlens.core.errors import run_entry
+from traitlens.core.tables import read_table
+from traitlens.extract.qc import check_failure_budget, combine_shard_qc
+from traitlens.faces.faces_qc import face_counts, read_face_qc
 
 log = logging.getLogger("traitlens.summarise_qc")
 

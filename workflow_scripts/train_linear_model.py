@@ -4,10 +4,10 @@
 per-video means of the 17 OpenFace AUs.
 """
 
-from traitlens.au_regression import read_au_features
-from traitlens.audio_model import read_audio_features
-from traitlens.errors import run_entry
-from traitlens.ridge import train_linear_model
+from traitlens.core.errors import run_entry
+from traitlens.models.au_regression import read_au_features
+from traitlens.models.audio_model import read_audio_features
+from traitlens.models.ridge import train_linear_model
 
 FEATURE_READERS = {"audio": read_audio_features, "aus": read_au_features}
 

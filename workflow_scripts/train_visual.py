@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from traitlens.dan import DanConfig
-from traitlens.errors import run_entry
-from traitlens.predictions import read_labels
-from traitlens.train import TrainConfig
-from traitlens.visual_model import (
+from traitlens.core.errors import run_entry
+from traitlens.models.dan import DanConfig
+from traitlens.models.predictions import read_labels
+from traitlens.models.train import TrainConfig
+from traitlens.models.visual_model import (
     RunConfig,
     plot_history,
     save_weights,

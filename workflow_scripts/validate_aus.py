@@ -2,9 +2,9 @@
 
 import logging
 
-from traitlens.au_validation import scatter_figure, validate
-from traitlens.aus import write_tsv
-from traitlens.errors import run_entry
+from traitlens.aus.estimate_aus import write_tsv
+from traitlens.core.errors import run_entry
+from traitlens.demo.au_validation import scatter_figure, validate
 
 log = logging.getLogger("traitlens.validate_aus")
 

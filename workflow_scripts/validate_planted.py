@@ -4,9 +4,9 @@ validation/planted.json + tables/planted.tsv."""
 import logging
 from pathlib import Path
 
-from traitlens.au_emergence import NULL_COLUMNS
-from traitlens.errors import UserError, run_entry
-from traitlens.planted import (
+from traitlens.core.errors import UserError, run_entry
+from traitlens.core.tables import read_table
+from traitlens.demo.planted import (
     cam_true_face_overlap,
     config_video_sizes,
     load_truth,
@@ -16,7 +16,7 @@ from traitlens.planted import (
     score_planted,
     write_outputs,
 )
-from traitlens.tables import read_table
+from traitlens.interpret.au_emergence import NULL_COLUMNS
 
 log = logging.getLogger("traitlens.validate_planted")
 DETECTOR_COLUMNS = ("layer", "unit", "region", "histogram_detector", "netdissect_detector")

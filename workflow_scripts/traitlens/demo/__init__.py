@@ -9,5 +9,7 @@ voice plus noise, so the workflow can score itself against the truth.
 Modules: ``plan`` (ids, splits; cheap, used at parse time), ``signal`` (planted AUs,
 voice parameters, traits), ``au_mesh`` (py-feat's model, alignment), ``bases`` and
 ``identities`` (photos -> identities), ``warp`` and ``render`` (frames), ``audio_synth``,
-``encode`` (ffmpeg), ``fi_pickle`` and ``ground_truth`` (outputs), ``generate`` (all).
+``encode`` (ffmpeg), ``fi_pickle`` and ``ground_truth`` (outputs), ``generate`` (all);
+and the workflow scored against that truth: ``au_validation`` (rule validate_aus) and
+``planted`` (rule validate_planted).
 """

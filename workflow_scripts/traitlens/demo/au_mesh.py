@@ -1,6 +1,6 @@
 """py-feat's AU -> MediaPipe-mesh model as the demo generator uses it.
 
-The model itself and the similarity helpers live in :mod:`traitlens.au_model` (the mesh
+The model itself and the similarity helpers live in :mod:`traitlens.aus.au_mesh_model` (the mesh
 AU backend inverts the same model); they are re-exported here for the generator. This
 module adds the image <-> model-frame mapping the warp needs, and the mirror map.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from traitlens.au_model import (  # noqa: F401 (re-exported for the generator and tests)
+from traitlens.aus.au_mesh_model import (  # noqa: F401 (re-exported for the generator and tests)
     MODEL_FILE,
     N_LANDMARKS,
     N_MESH,

@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from traitlens.errors import UserError
-from traitlens.mediapipe_face import FaceMeshDetector  # noqa: F401 (re-exported)
+from traitlens.core.errors import UserError
+from traitlens.faces.mediapipe_face import FaceMeshDetector  # noqa: F401 (re-exported)
 
 log = logging.getLogger("traitlens.demo")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from traitlens.errors import UserError
+from traitlens.core.errors import UserError
 
 
 def ffmpeg_binary() -> str:

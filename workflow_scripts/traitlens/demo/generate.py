@@ -22,13 +22,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from traitlens.atomic import atomic_path, write_text_atomic
+from traitlens.core.atomic import atomic_path, write_text_atomic
+from traitlens.core.errors import UserError
 from traitlens.demo import au_mesh, audio_synth, bases, encode, fi_pickle, ground_truth
 from traitlens.demo import identities as ids
 from traitlens.demo.plan import SPLITS, DemoConfig, PlannedVideo, plan_videos
 from traitlens.demo.render import VideoRenderer
 from traitlens.demo.signal import VideoSignal, video_signal
-from traitlens.errors import UserError
 
 log = logging.getLogger("traitlens.demo")
 

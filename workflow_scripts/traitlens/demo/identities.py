@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from traitlens.au_model import close_mouth
+from traitlens.aus.au_mesh_model import close_mouth
 from traitlens.demo import au_mesh, regions, warp
 from traitlens.demo.bases import BasePhoto
 

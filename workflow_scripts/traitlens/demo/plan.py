@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from traitlens.errors import UserError
+from traitlens.core.errors import UserError
 
 SPLITS = ("training", "validation", "test")  # as in the annotation file names
 SPLIT_SHARES = (0.6, 0.2, 0.2)

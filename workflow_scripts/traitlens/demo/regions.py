@@ -1,12 +1,12 @@
 """MediaPipe landmark groups the generator needs: semantic regions, face oval, inner lips.
 
-The shared groups live in ``traitlens.face_landmarks`` (from mediapipe's own connection
+The shared groups live in ``traitlens.faces.face_landmarks`` (from mediapipe's own connection
 lists), so the region names here mean the same landmarks the face stage uses.
 """
 
 from __future__ import annotations
 
-from traitlens.face_landmarks import (  # noqa: F401 (re-exported for the generator)
+from traitlens.faces.face_landmarks import (  # noqa: F401 (re-exported for the generator)
     REGIONS,
     face_oval,
     polygon_area,

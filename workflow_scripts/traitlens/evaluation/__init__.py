@@ -1,0 +1,1 @@
+"""Evaluation (rules/train.smk, evaluate_models): accuracy tables with bootstrap intervals."""

@@ -1,0 +1,1 @@
+"""Extraction (rules/extract.smk): probe videos, decode frames and audio per shard."""

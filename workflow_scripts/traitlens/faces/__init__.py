@@ -1,0 +1,1 @@
+"""Faces (rules/faces.smk): mediapipe detection, landmarks, eye alignment, the face template."""

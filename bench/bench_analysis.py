@@ -183,8 +183,8 @@ class Clock:
         self.import_rss_mb = 0.0
 
     def imports(self) -> None:
-        """Close the imports stage (``traitlens.interpret.activation_dump`` imports torch: ~0.5 GB
-        of RSS before any data is read) and note the RSS it left."""
+        """Close the imports stage (what the analysis imports before any data is read) and
+        note the RSS it left."""
         self.lap("imports (not part of the total)")
         self.import_rss_mb = round(peak_rss_mb())
 
@@ -197,7 +197,7 @@ class Clock:
 def phase_detectors(tmp: Path, args) -> dict:
     clock = Clock()
     from traitlens.faces.face_template import load_template
-    from traitlens.interpret import activation_dump as ad
+    from traitlens.interpret import dump_file as ad
     from traitlens.interpret.detectors import (
         detector_table,
         histogram_verdicts,
@@ -235,7 +235,7 @@ def phase_detectors(tmp: Path, args) -> dict:
 
 def phase_find_detectors(tmp: Path, args) -> dict:
     clock = Clock()
-    from traitlens import activation_dump  # noqa: F401 (imported by find_detectors)
+    from traitlens.interpret import dump_file  # noqa: F401 (imported by find_detectors)
     from traitlens.interpret.detectors import find_detectors
 
     clock.imports()
@@ -259,7 +259,7 @@ def phase_find_detectors(tmp: Path, args) -> dict:
 
 def phase_au(tmp: Path, args) -> dict:
     clock = Clock()
-    from traitlens.interpret import activation_dump as ad
+    from traitlens.interpret import dump_file as ad
     from traitlens.interpret.au_emergence import emergence, emergence_table, top_n_mask
 
     clock.imports()
@@ -296,7 +296,7 @@ def phase_au(tmp: Path, args) -> dict:
 def phase_iou(tmp: Path, args) -> dict:
     clock = Clock()
     from traitlens.faces.face_template import load_template
-    from traitlens.interpret import activation_dump as ad
+    from traitlens.interpret import dump_file as ad
     from traitlens.interpret.detectors import (
         _chunk_frames,
         netdissect_iou,

@@ -38,8 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow_scripts")
 
 from traitlens.aus.au_mesh_model import load_model  # noqa: E402
 from traitlens.aus.box_qp import solve_box_qp  # noqa: E402
-from traitlens.aus.estimate_aus import AuConfig, estimate_shard, read_faces, write_tsv  # noqa: E402
+from traitlens.aus.estimate_aus import AuConfig, estimate_shard, write_tsv  # noqa: E402
 from traitlens.aus.mesh_backend import MeshAuSolver  # noqa: E402
+from traitlens.faces.faces_file import read_faces  # noqa: E402
 
 
 def synthetic_landmarks(n: int, seed: int = 0) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Benchmark: planning the full First Impressions DAG (issue 6, part 5).
 
 Lays out 10,000 placeholder files with First Impressions' names and folders and the three
-annotation pickles (tests/test_workflow_config.full_corpus_layout), then times
+annotation pickles (tests/support/workflow_config.full_corpus_layout), then times
 ``snakemake -n --quiet rules`` over it (parse-time discovery, config validation, the
 manifest helpers, DAG building), repeated, and reports the job count.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "workflow_scripts")]
 
-from test_workflow_config import full_corpus_layout  # noqa: E402
+from support.workflow_config import full_corpus_layout  # noqa: E402
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 Runs the real workflow (``snakemake --cores 2``, local, every rule of the default target)
 on the demo format at each ``--sizes`` number of videos, each in its own folder under
 ``--workdir`` (``n<size>/``: resources/ and results/ land there), with the models of
-tests/conftest.py ``tiny_models`` (VGG16 widths / 16 at 32x32, one epoch, 200 bootstrap
+tests/support/workflow.py ``tiny_models`` (VGG16 widths / 16 at 32x32, one epoch, 200 bootstrap
 resamples) and every other setting from config.yaml (10 frames per video, 384x216
 frames, 112-px aligned faces, 16 videos per shard, activation maps stored). Then reads
 every job's Snakemake benchmark file (results/bench/benchmarks/..., column max_rss in MB:
@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import cpu_name  # noqa: E402
 
-from conftest import default_config, tiny_models  # noqa: E402
+from support.workflow import default_config, tiny_models  # noqa: E402
 
 NAME = "bench"
 # rules/*.smk in the order the data flows (the table's order)

@@ -22,7 +22,6 @@ rule dump_activations:
         splits=ACTIVATIONS["splits"],
         top_k=ACTIVATIONS["top_k"],
         store_maps=ACTIVATIONS["store_maps"],
-        batch_size=ACTIVATIONS["batch_size"],
-        run=config["train"],
+        amp=config["train"]["amp"],
     script:
         "../workflow_scripts/dump_activations.py"

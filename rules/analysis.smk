@@ -23,8 +23,7 @@ rule compute_cam:
             "gradcam" if wildcards.source.endswith("gradcam") else "cam"
         ),
         split=ANALYSIS["cam"]["split"],
-        batch_size=config["train"]["predict_batch_size"],
-        run=config["train"],
+        amp=config["train"]["amp"],
     script:
         "../workflow_scripts/compute_cam.py"
 
@@ -77,7 +76,7 @@ rule cam_face_overlap:
     benchmark:
         f"{BENCHMARKS}/cam_face_overlap.tsv"
     conda:
-        "../envs/train.yaml"
+        "../envs/analysis.yaml"
     params:
         threshold=ANALYSIS["cam"]["threshold"],
         min_overlap=ANALYSIS["cam"]["min_overlap"],
@@ -178,7 +177,7 @@ rule find_au_detectors:
     benchmark:
         f"{BENCHMARKS}/find_au_detectors.tsv"
     conda:
-        "../envs/train.yaml"
+        "../envs/analysis.yaml"
     params:
         au_emergence=ANALYSIS["au_emergence"],
     script:
@@ -209,7 +208,7 @@ if DATASET["format"] == "demo":
         benchmark:
             f"{BENCHMARKS}/validate_planted.tsv"
         conda:
-            "../envs/train.yaml"
+            "../envs/analysis.yaml"
         params:
             threshold=ANALYSIS["cam"]["threshold"],
             min_overlap=ANALYSIS["cam"]["min_overlap"],

@@ -18,7 +18,7 @@ rule estimate_aus:
     resources:
         mem_mb=1000,
     params:
-        aus=config["aus"],
+        aus=result_settings(config["aus"], "detector_batch", "detector_device"),
     script:
         "../workflow_scripts/estimate_aus.py"
 

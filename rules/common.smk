@@ -16,7 +16,9 @@ from traitlens.ingest.sharding import assign_shards, shard_count  # noqa: E402
 from traitlens.demo.plan import plan_videos  # noqa: E402
 from traitlens.ingest.sources import dataset_videos  # noqa: E402
 
-validate(config, "../schemas/config.schema.yaml")
+# The one check of the config: keys, types, bounds; every default filled in here, so the
+# rules and their settings classes (traitlens.core.config) see complete sections.
+validate(config, "../schemas/config.schema.yaml", set_default=True)
 
 DATASET = config["dataset"]
 RESULTS = f"results/{DATASET['name']}"
@@ -82,6 +84,15 @@ def planted_validation():
     return [f"{RESULTS}/validation/aus.tsv", f"{RESULTS}/figures/au_validation.png"]
 
 
+def result_settings(section, *run_keys):
+    """A config section without its keys that only say where or how fast a job runs.
+
+    A rule's params hold only what changes its outputs: Snakemake re-runs a job when a
+    param changes. The rule function reads the run keys from the config instead.
+    """
+    return {k: v for k, v in section.items() if k not in run_keys}
+
+
 def au_inputs(wildcards):
     """The faces file; the detector backend also crops from the frames file."""
     inputs = {"faces": f"{RESULTS}/faces/{wildcards.shard}.h5"}
@@ -135,6 +146,10 @@ def model_predictions(model):
     return f"{RESULTS}/models/{model}/predictions.tsv"
 
 
+# train.gpu and train.threads set the PyTorch jobs' resources and threads; the rule functions
+# read train.device, train.num_workers and the inference batch sizes from the config. None
+# of them changes a result, so none is a param and a change re-runs nothing; train.amp
+# (bfloat16 on CUDA) does, and is one.
 TRAIN_RESOURCES = {"gpu": 1} if config["train"]["gpu"] else {}
 
 

@@ -18,7 +18,8 @@ rule detect_faces:
     resources:
         mem_mb=1000,
     params:
-        faces=config["faces"],
+        # region_dilation_px shapes the template's masks only
+        faces=result_settings(config["faces"], "region_dilation_px"),
     script:
         "../workflow_scripts/detect_faces.py"
 
@@ -40,6 +41,6 @@ rule build_face_template:
     conda:
         "../envs/faces.yaml"
     params:
-        faces=config["faces"],
+        region_dilation_px=config["faces"]["region_dilation_px"],
     script:
         "../workflow_scripts/build_face_template.py"

@@ -28,9 +28,7 @@ rule train_visual:
     params:
         model=visual_settings,
         kind=lambda wildcards: model_kind(wildcards.model),
-        run=config["train"],
-        # not an output: a killed job resumes from here, a finished one leaves the last
-        checkpoints=lambda wildcards: f"{RESULTS}/models/{wildcards.model}/checkpoints",
+        amp=config["train"]["amp"],
     script:
         "../workflow_scripts/train_visual.py"
 
@@ -54,8 +52,7 @@ rule predict_visual:
         **TRAIN_RESOURCES,
         mem_mb=4000,
     params:
-        run=config["train"],
-        batch_size=config["train"]["predict_batch_size"],
+        amp=config["train"]["amp"],
     script:
         "../workflow_scripts/predict_visual.py"
 

@@ -1,25 +1,16 @@
-"""Shared test set-up: the repository root and the venv's tools."""
+"""Shared fixtures and the test tiers (tests/support/tiers.py). Helpers that tests import
+live in the ``support`` package (tests/support/); tests never import one another."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from support.workflow import REPO, run_snakemake, tiny_demo_config, write_config
 
-
-def tool(name: str) -> str:
-    """Path of a console script from the running venv (snakemake, ruff, snakefmt)."""
-    candidate = BIN / name
-    found = str(candidate) if candidate.exists() else shutil.which(name)
-    if not found:
-        pytest.fail(f"{name} not found next to {sys.executable} nor on PATH")
-    return found
+pytest_plugins = ["pytester", "support.tiers"]
 
 
 @pytest.fixture
@@ -34,88 +25,6 @@ def _no_user_site(monkeypatch):
     os.environ.setdefault("PYTHONHASHSEED", "0")
 
 
-# The demo settings the demo-plan tests pin (the config.yaml defaults when written);
-# pinned here so a change of the user-facing default does not silently move them.
-DEMO_TEST_CONFIG = {
-    "seed": 7,
-    "n_videos": 60,
-    "n_identities": 12,
-    "duration_s": 4.0,
-    "fps": 30,
-    "width": 384,
-    "height": 216,
-    "noise_sd": 0.04,
-    "ground_truth": "resources/demo/ground_truth",
-}
-
-
-def default_config() -> dict:
-    import yaml
-
-    return yaml.safe_load((REPO / "config.yaml").read_text())
-
-
-def write_config(path: Path, config: dict) -> Path:
-    import yaml
-
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-def run_snakemake(
-    workdir: Path,
-    configfile: Path,
-    *args: str,
-    timeout: int = 900,
-    env: dict | None = None,
-    own_session: bool = False,
-):
-    """Run the repository's workflow in ``workdir`` (results/ lands there); ``env`` adds
-    environment variables; ``own_session`` gives it a process group of its own."""
-    import subprocess
-
-    return subprocess.run(
-        [
-            tool("snakemake"),
-            "--snakefile",
-            str(REPO / "Snakefile"),
-            "--directory",
-            str(workdir),
-            "--configfile",
-            str(configfile),
-            "--cores",
-            "2",
-            *args,
-        ],
-        env={**os.environ, **(env or {})},
-        start_new_session=own_session,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def tiny_models(config: dict, epochs: int = 1) -> dict:
-    """Models small enough for a workflow test: a VGG16 / 16 at 32x32, few resamples."""
-    config["models"]["visual"].update(width_divisor=16, epochs=epochs)
-    for model in ("img", "face", "img_cam", "face_cam"):
-        # per model too: config.yaml's own per-model values (img's epochs) win over visual
-        config["models"][model].update(input_size=32, epochs=epochs)
-    config["evaluation"]["n_boot"] = 200
-    config["analysis"]["au_emergence"]["n_permutations"] = 20
-    return config
-
-
-def tiny_demo_config() -> dict:
-    """The tiny demo: 5 one-second clips, 4 frames each, the four CNNs at 32 px, 2 epochs."""
-    config = default_config()
-    config["dataset"]["name"] = "tiny"
-    config["demo"].update(n_videos=5, n_identities=5, duration_s=1.0, width=192, height=108)
-    config["extract"].update(frame_width=192, frame_height=108, frames_per_video=4)
-    config["activations"]["batch_size"] = 8  # several batches, so a kill can fall between
-    return tiny_models(config, epochs=2)
-
-
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory) -> tuple[Path, Path]:
     """(work folder, config file) of one uninterrupted local run of the tiny demo, shared by
@@ -125,48 +34,6 @@ def tiny_demo(tmp_path_factory) -> tuple[Path, Path]:
     result = run_snakemake(workdir, configfile)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir, configfile
-
-
-# Not compared between runs: per-job logs and timings, training checkpoints (their history
-# holds timings too), and the report a test may have built in the reference folder.
-NOT_COMPARED = {"logs", "benchmarks", "checkpoints", "report.html"}
-TIMING_COLUMNS = ["seconds", "images_per_s"]
-
-
-def output_differences(a: Path, b: Path) -> list[str]:
-    """The outputs (results/ and generated resources/) that differ between two work folders:
-    missing on one side, or different bytes; training logs by value without their timing
-    columns. Every other output format of the workflow is byte-reproducible."""
-    import pandas as pd
-
-    def outputs(root: Path) -> set[Path]:
-        return {
-            p.relative_to(root)
-            for top in ("results", "resources")
-            for p in (root / top).rglob("*")
-            if p.is_file() and not NOT_COMPARED & set(p.relative_to(root).parts)
-        }
-
-    mine, theirs = outputs(a), outputs(b)
-    differ = sorted(str(p) + " (missing on one side)" for p in mine ^ theirs)
-    for rel in sorted(mine & theirs):
-        if rel.name == "training_log.tsv":
-            x, y = (pd.read_csv(r / rel, sep="\t").drop(columns=TIMING_COLUMNS) for r in (a, b))
-            same = x.equals(y)
-        else:
-            same = (a / rel).read_bytes() == (b / rel).read_bytes()
-        if not same:
-            differ.append(str(rel))
-    return differ
-
-
-def job_counts(dry_run_output: str) -> dict[str, int]:
-    """Jobs per rule (and 'total') from the 'Job stats' table of a dry run."""
-    return {
-        line.split()[0]: int(line.split()[1])
-        for line in dry_run_output.splitlines()
-        if len(line.split()) == 2 and line.split()[1].isdigit()
-    }
 
 
 @pytest.fixture

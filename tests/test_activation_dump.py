@@ -24,15 +24,17 @@ import torch
 from traitlens.core.errors import UserError
 from traitlens.ingest.labels import BIG_FIVE
 from traitlens.interpret.activation_dump import (
-    ATTRS,
-    F16_MAX,
-    SCHEMA,
     VALID_LAYERS,
-    DumpWriter,
     _device_reductions,
     _Sink,
     check_layers,
     dump_activations,
+)
+from traitlens.interpret.dump_file import (
+    ATTRS,
+    F16_MAX,
+    SCHEMA,
+    DumpWriter,
     dump_info,
     iter_maps,
     read_keys,
@@ -44,7 +46,7 @@ from traitlens.models.dan import DanConfig, DanPlus
 from traitlens.models.train_data import PixelReader, build_index, resize_batch
 from traitlens.models.visual_model import RunConfig, save_weights
 
-from conftest import REPO
+from support.workflow import REPO
 
 CPU = RunConfig(device="cpu", amp=False, num_workers=0, threads=1)
 
@@ -417,11 +419,14 @@ def run_entry_script(tmp_path, shards, weights, layers, outputs, top_k, splits=(
             splits=list(splits),
             top_k=top_k,
             store_maps=False,
-            batch_size=3,
-            run={"device": "cpu", "amp": True, "num_workers": 0},
+            amp=True,
         ),
         wildcards=SimpleNamespace(model="img"),
         threads=1,
+        config={
+            "train": {"device": "cpu", "num_workers": 0},
+            "activations": {"batch_size": 3},
+        },
         log=[str(tmp_path / "dump.log")],
     )
     runpy.run_path(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from face_photos import astronaut, grace_hopper, rotate
 
 from traitlens.faces.alignment import (
     alignment_transform,
@@ -20,6 +19,8 @@ from traitlens.faces.alignment import (
 from traitlens.faces.face_landmarks import eye_contours
 from traitlens.faces.mediapipe_face import FaceDetector, LandmarkModel
 from traitlens.faces.video_faces import FaceParams, process_video
+
+from support.face_photos import astronaut, grace_hopper, rotate
 
 # Crops large enough, with the face small enough in them, for mediapipe to find the face
 # again in the aligned crop: the independent check of where the eyes really landed.
@@ -94,6 +95,7 @@ def _eyes_in_crop(models, crop):
     return eye_centres(found.landmarks[0])
 
 
+@pytest.mark.media
 @pytest.mark.parametrize("photo", [astronaut, grace_hopper], ids=["astronaut", "grace_hopper"])
 def test_eyes_land_where_the_config_says(models, photo):
     faces = process_video([photo()], *models, CHECK)
@@ -106,6 +108,7 @@ def test_eyes_land_where_the_config_says(models, photo):
     assert np.hypot(*(again - target).T).max() < 2.0
 
 
+@pytest.mark.media
 def test_a_rotated_face_comes_out_level(models):
     image = rotate(astronaut(), 25)
     faces = process_video([image], *models, CHECK)

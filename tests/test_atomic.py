@@ -32,6 +32,7 @@ def test_mode_follows_the_umask(tmp_path):
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640
 
 
+@pytest.mark.media
 def test_a_killed_writer_leaves_only_a_temp_file_which_the_retry_removes(tmp_path):
     final = tmp_path / "shard [1].h5"  # glob characters in the name must not matter
     other = tmp_path / ".tmp-other.h5.abc"  # another output's temp file is not touched

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from traitlens.aus import detector_backend as det
-from traitlens.aus.estimate_aus import AU_COLUMNS, AuConfig, FaceRows
+from traitlens.aus.estimate_aus import AU_COLUMNS, AuConfig
 from traitlens.core.errors import UserError
+from traitlens.faces.faces_file import FaceRows
 
 # py-feat 2.1.5's two AU name lists (feat.multitask): the 24-AU v2.3 head and the
 # shipped 20-AU v2.4 head, written out so the test needs no `import feat`
@@ -44,7 +45,8 @@ CHECK_NO_IMPORT = """
 import sys
 import numpy as np
 from traitlens.aus import detector_backend as det
-from traitlens.aus.estimate_aus import AuConfig, FaceRows
+from traitlens.aus.estimate_aus import AuConfig
+from traitlens.faces.faces_file import FaceRows
 from traitlens.core.errors import UserError
 rows = FaceRows(("a",), np.zeros(1, int), np.zeros(1, int), np.ones(1, bool), np.zeros((1, 478, 3)))
 try:
@@ -55,6 +57,7 @@ assert "feat" not in sys.modules and "torch" not in sys.modules
 """
 
 
+@pytest.mark.media
 def test_missing_weights_stop_before_importing_feat(tmp_path):
     # the check runs first: a missing file costs no 12 s `import feat` nor torch
     scripts = str(Path(__file__).resolve().parents[1] / "workflow_scripts")

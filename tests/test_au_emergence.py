@@ -28,11 +28,11 @@ from traitlens.interpret.au_emergence import (
     log_tail,
     null_false_positive_rate,
     null_table,
-    plot_emergence,
     significance_threshold,
     top_n_mask,
     top_n_masks,
 )
+from traitlens.interpret.au_emergence_figure import plot_emergence
 
 
 @pytest.mark.parametrize(

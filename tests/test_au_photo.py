@@ -16,6 +16,8 @@ from traitlens.aus.estimate_aus import subtract_video_baseline
 from traitlens.aus.mesh_backend import MeshAuSolver
 from traitlens.demo import au_mesh, warp
 
+pytestmark = pytest.mark.media
+
 BROW = ("AU01", "AU02", "AU04")
 MOUTH = ("AU10", "AU12", "AU14", "AU15", "AU17", "AU20", "AU23", "AU24", "AU25", "AU26", "AU28")
 EXPRESSIONS = {

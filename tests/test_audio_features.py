@@ -19,7 +19,7 @@ from traitlens.extract.audio_features import (
 )
 from traitlens.extract.probe import probe_video
 
-from media import make_clip
+from support.media import make_clip
 
 PARAMS = AudioParams()
 
@@ -86,6 +86,7 @@ def clips(tmp_path_factory):
     }
 
 
+@pytest.mark.media
 def test_real_audio_through_ffmpeg(clips):
     probe = probe_video(clips["tone"])  # a file name starting with '-'
     wave = read_audio(probe, 16000)
@@ -100,6 +101,7 @@ def test_real_audio_through_ffmpeg(clips):
     assert profile[band] - np.median(profile) > 5.0
 
 
+@pytest.mark.media
 def test_video_without_audio_gives_no_rows(clips):
     probe = probe_video(clips["silent"])
     assert not probe.has_audio
@@ -107,6 +109,7 @@ def test_video_without_audio_gives_no_rows(clips):
     assert out.shape == (0, 40) and out.dtype == np.float32
 
 
+@pytest.mark.media
 def test_non_ascii_name(clips, tmp_path):
     path = tmp_path / "ünï cödé.mp4"
     shutil.copy(clips["tone"], path)

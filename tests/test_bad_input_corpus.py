@@ -1,4 +1,4 @@
-"""The bad-input corpus (tests/bad_inputs.py) through the real workflow.
+"""The bad-input corpus (tests/support/bad_inputs.py) through the real workflow.
 
 One run over good and bad videos together (First Impressions layout, up to faces and
 AUs): every bad video is excluded with its reason in the QC tables or flagged, and
@@ -9,7 +9,6 @@ reaches the user.
 
 from __future__ import annotations
 
-import bad_inputs as bi
 import h5py
 import numpy as np
 import pandas as pd
@@ -22,9 +21,10 @@ from traitlens.extract.frame_plan import evenly_spaced_indices
 from traitlens.faces.face_landmarks import region_landmarks
 from traitlens.ingest.sharding import assign_shards
 
-from conftest import run_snakemake, write_config
-from media import read_index
-from test_workflow_config import fi_config, fi_layout
+from support import bad_inputs as bi
+from support.media import read_index
+from support.workflow import run_snakemake, write_config
+from support.workflow_config import fi_config, fi_layout
 
 pytestmark = pytest.mark.workflow
 

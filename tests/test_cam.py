@@ -20,25 +20,21 @@ import torch
 import torch.nn.functional as F
 
 from traitlens.core.errors import UserError
-from traitlens.interpret import cam as cam_module
-from traitlens.interpret.cam import (
-    compute_cam_file,
-    face_overlap_table,
-    gradcam_batch,
-    overlap_histogram,
-    plot_cam_figures,
-    read_cam_file,
-    write_cam_file,
-    write_overlap_tables,
-)
+from traitlens.interpret import cam_face_overlap as overlap_module
+from traitlens.interpret import cam_figures as cam_module
+from traitlens.interpret.cam import compute_cam_file, gradcam_batch
 from traitlens.interpret.cam_face_overlap import (
     binarise,
     box_overlap,
+    face_overlap_table,
     frame_overlaps,
     frame_overlaps_and_areas,
     overlap_summary,
     upsample_map,
+    write_overlap_tables,
 )
+from traitlens.interpret.cam_figures import overlap_histogram, plot_cam_figures
+from traitlens.interpret.cam_file import read_cam_file, write_cam_file
 from traitlens.models.dan import TRAIT_ORDER, DanCam, DanConfig, DanPlus
 from traitlens.models.train_data import PixelReader, SampleIndex, resize_batch
 from traitlens.models.visual_model import RunConfig, save_weights
@@ -346,7 +342,9 @@ def test_cam_file_round_trip_and_bad_file(tmp_path):
     maps = rng.normal(size=(3, 5, 2, 3)).astype(np.float32)
     pred = rng.uniform(size=(3, 5)).astype(np.float32)
     path = tmp_path / "cam" / "img.h5"
-    write_cam_file(path, "img", "cam", "cam_conv", "img", 96, "test", index, maps, pred)
+    write_cam_file(
+        path, "img", "cam", "cam_conv", "img", 96, "test", index, maps, pred, traits=TRAIT_ORDER
+    )
     cam = read_cam_file(path)
     np.testing.assert_array_equal(cam["maps"], maps)
     np.testing.assert_array_equal(cam["predictions"], pred)
@@ -417,7 +415,7 @@ def test_cam_face_overlap_table(tmp_path, shards, img_cam):
     frames, faces, _ = shards
     table = face_overlap_table([img_cam], faces, frames, threshold=0.2)
     cam = read_cam_file(img_cam)
-    assert len(table) == 9 * 5 and list(table.columns) == list(cam_module.OVERLAP_COLUMNS)
+    assert len(table) == 9 * 5 and list(table.columns) == list(overlap_module.OVERLAP_COLUMNS)
     assert list(table["trait"][:5]) == list(TRAIT_ORDER)
     with h5py.File(faces[0]) as f0, h5py.File(faces[1]) as f1:
         boxes = {"s000.h5": f0["box"][:], "s001.h5": f1["box"][:]}
@@ -443,7 +441,8 @@ def test_cam_face_overlap_table(tmp_path, shards, img_cam):
     index = _index(("faces/s000.h5",), [0], [0], ["v0"], [0])
     one = np.zeros((1, 5), np.float32)
     write_cam_file(
-        face_cam, "face", "cam", "cam_conv", "face", 64, "test", index, one[..., None, None], one
-    )
+        face_cam, "face", "cam", "cam_conv", "face", 64, "test", index, one[..., None, None], one,
+        traits=TRAIT_ORDER,
+    )  # fmt: skip
     with pytest.raises(UserError, match="face.h5.*whole frames"):
         face_overlap_table([face_cam], faces, frames, 0.2)

@@ -18,23 +18,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from face_photos import astronaut, fit
 
-from traitlens.aus.estimate_aus import read_faces
 from traitlens.core.errors import UserError
 from traitlens.demo.planted import read_frame_geometry
 from traitlens.extract.audio_features import AudioParams
 from traitlens.extract.extract_shard import extract_shard
-from traitlens.faces.detect_faces import detect_faces_shard, open_frames
+from traitlens.extract.frames_file import open_frames
+from traitlens.faces.detect_faces import detect_faces_shard
 from traitlens.faces.face_template import (
     build_face_template,
     load_template,
     mean_aligned_face,
 )
+from traitlens.faces.faces_file import read_faces
 from traitlens.faces.video_faces import FaceParams
 from traitlens.ingest.labels import BIG_FIVE
 from traitlens.ingest.sharding import assign_shards, shard_count
-from traitlens.interpret.activation_dump import (
+from traitlens.interpret.cam_face_overlap import face_overlap_table
+from traitlens.interpret.cam_file import read_cam_file, write_cam_file
+from traitlens.interpret.dump_file import (
     DumpWriter,
     dump_info,
     iter_maps,
@@ -42,12 +44,12 @@ from traitlens.interpret.activation_dump import (
     read_reduction,
     read_top,
 )
-from traitlens.interpret.cam import face_overlap_table, read_cam_file, write_cam_file
 from traitlens.models.audio_model import read_audio_features
 from traitlens.models.train_data import PixelReader, build_index
 
-from conftest import run_snakemake, write_config
-from test_workflow_config import fi_config
+from support.face_photos import astronaut, fit
+from support.workflow import run_snakemake, write_config
+from support.workflow_config import fi_config
 
 W, H, N_FRAMES = 384, 216, 3
 VIDEO_ID = "astro.001"
@@ -123,8 +125,9 @@ def good(tmp_path_factory) -> dict[str, Path]:
     cam_maps = rng.random((len(index), len(BIG_FIVE), 2, 2), dtype=np.float32)
     predictions = rng.random((len(index), len(BIG_FIVE)), dtype=np.float32)
     write_cam_file(
-        files["cam"], "img", "cam", "cam_conv", "img", 32, "test", index, cam_maps, predictions
-    )
+        files["cam"], "img", "cam", "cam_conv", "img", 32, "test", index, cam_maps, predictions,
+        traits=BIG_FIVE,
+    )  # fmt: skip
     return files
 
 
@@ -172,6 +175,7 @@ def damage(path: Path, how: str) -> None:
     path.write_bytes(data[: int(len(data) * 0.6)] if how == "truncated" else b"")
 
 
+@pytest.mark.media
 @pytest.mark.parametrize("how", list(DAMAGE))
 @pytest.mark.parametrize(
     ("kind", "reader", "read"), READERS, ids=[f"{k}->{r}" for k, r, _ in READERS]
@@ -193,6 +197,7 @@ def test_damaged_file_names_itself_and_its_rule(good, tmp_path, how, kind, reade
     assert f"--forcerun {files[kind]}" in message
 
 
+@pytest.mark.media
 def test_truncation_reports_both_sizes(good, tmp_path):
     path = tmp_path / "s000.h5"
     shutil.copyfile(good["frames"], path)
@@ -203,6 +208,7 @@ def test_truncation_reports_both_sizes(good, tmp_path):
     assert f"{int(size * 0.6)} bytes on disk of the {size} it was written with" in str(err.value)
 
 
+@pytest.mark.media
 def test_a_missing_or_foreign_file_says_so(good, tmp_path):
     with pytest.raises(UserError, match="does not exist.*detect_faces rule rebuilds it"):
         read_faces(tmp_path / "s009.h5")

@@ -18,7 +18,7 @@ from traitlens.core.errors import UserError
 from traitlens.models.dan import CONV_LAYERS, DanConfig, DanPlus
 from traitlens.models.weights import load_backbone_weights
 
-from pickles import code_running_pickle
+from support.pickles import code_running_pickle
 
 
 def _model(seed: int = 0, **cfg) -> DanPlus:

@@ -26,6 +26,7 @@ def image_delta(model, **aus):
     return au_mesh.flip_y(model.delta_xy(model.au_vector(aus)))
 
 
+@pytest.mark.media
 def test_model_loads_without_feat_import(model):
     import subprocess
     import sys

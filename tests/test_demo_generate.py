@@ -97,6 +97,7 @@ def _frames_tsv(root: Path) -> list[dict]:
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
+@pytest.mark.media
 def test_videos_are_fi_named_h264_aac(run_a):
     plan = plan_videos(TINY)
     names = sorted(p.name for p in (run_a / "videos").iterdir())
@@ -111,6 +112,7 @@ def test_videos_are_fi_named_h264_aac(run_a):
         assert audio["codec_name"] == "aac" and float(audio["duration"]) > 0.9
 
 
+@pytest.mark.media
 def test_annotation_pickles_like_first_impressions(run_a):
     plan = plan_videos(TINY)
     seen = {}
@@ -127,6 +129,7 @@ def test_annotation_pickles_like_first_impressions(run_a):
     assert len(seen) == len(plan)
 
 
+@pytest.mark.media
 def test_pickles_pass_the_safe_label_loader(run_a):
     from traitlens.ingest.labels import load_label_pickle
 
@@ -137,12 +140,13 @@ def test_pickles_pass_the_safe_label_loader(run_a):
 def test_pickle_bytes_match_python2_layout():
     from traitlens.demo.fi_pickle import dumps_labels
 
-    from pickles import python2_label_pickle
+    from support.pickles import python2_label_pickle
 
     labels = {"extraversion": {"--abcdefghi.001.mp4": 0.25}, "openness": {"x.002.mp4": 1.0}}
     assert dumps_labels(labels) == python2_label_pickle(labels)
 
 
+@pytest.mark.media
 def test_same_seed_gives_identical_files(run_a, run_b):
     a, b = _files(run_a), _files(run_b)
     assert set(a) == set(b)
@@ -155,6 +159,7 @@ def test_same_seed_gives_identical_files(run_a, run_b):
         assert a[key] == b[key], key
 
 
+@pytest.mark.media
 def test_ground_truth_content(run_a):
     rows = _frames_tsv(run_a)
     cfg = DemoConfig.from_mapping(TINY)
@@ -186,6 +191,7 @@ def test_ground_truth_content(run_a):
     assert "per person" in doc["nuisance"]["background"]
 
 
+@pytest.mark.media
 def test_mediapipe_finds_the_face_and_the_true_box(run_a):
     from traitlens.demo.bases import FaceMeshDetector
 
@@ -229,6 +235,7 @@ def test_missing_ffmpeg_is_a_clear_error(tmp_path, monkeypatch):
         generate(TINY, videos, annotations, truth, progress=False)
 
 
+@pytest.mark.media
 def test_planted_landmarks_land_where_the_ground_truth_says():
     """Full chain on a real identity (AU->mesh, warp, resize, head pose): dots drawn at
     rest landmarks on the identity's canvas end up at the frame's true landmarks, and

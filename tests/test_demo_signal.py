@@ -8,7 +8,7 @@ import pytest
 from traitlens.demo import signal
 from traitlens.demo.plan import DemoConfig, plan_videos
 
-from conftest import DEMO_TEST_CONFIG
+from support.workflow_config import DEMO_TEST_CONFIG
 
 DEFAULT = DEMO_TEST_CONFIG
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from face_photos import astronaut, fit, grace_hopper, no_face_pictures, write_frames_h5
 
 from traitlens.core.errors import UserError
 from traitlens.faces.detect_faces import detect_faces_shard
@@ -17,6 +16,8 @@ from traitlens.faces.face_template import (
     region_polygons,
 )
 from traitlens.faces.video_faces import FaceParams
+
+from support.face_photos import astronaut, fit, grace_hopper, no_face_pictures, write_frames_h5
 
 S = 96
 PARAMS = FaceParams(aligned_size=S)
@@ -53,6 +54,7 @@ def _centroid(mask):
     return xs.mean(), ys.mean()
 
 
+@pytest.mark.media
 def test_template_file(template):
     h5, _, areas = template
     with h5py.File(h5) as f:
@@ -69,6 +71,7 @@ def test_template_file(template):
     assert areas == {name: int(m.sum()) for name, m in zip(names, masks, strict=True)}
 
 
+@pytest.mark.media
 def test_regions_are_where_a_face_has_them(template):
     _, _, masks, names = load_template(template[0])
     m = dict(zip(names, masks, strict=True))
@@ -90,12 +93,14 @@ def test_regions_are_where_a_face_has_them(template):
         assert m["eyes"][eye_y, round(x - 0.5)]
 
 
+@pytest.mark.media
 def test_figure_is_written(template):
     _, png, _ = template
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
 
 
+@pytest.mark.media
 def test_dilation_grows_masks_and_keeps_them_disjoint(template):
     lms, _, _, _ = load_template(template[0])
     core = region_masks(lms, S, 0)
@@ -107,6 +112,7 @@ def test_dilation_grows_masks_and_keeps_them_disjoint(template):
     assert [len(polys[name]) for name in REGIONS] == [2, 2, 1, 1]
 
 
+@pytest.mark.media
 def test_no_face_anywhere_is_a_clear_error(tmp_path):
     rocket = fit(no_face_pictures()[1], 96, 64)
     frames = write_frames_h5(tmp_path / "frames.h5", [("c.001", [rocket])])
@@ -117,6 +123,7 @@ def test_no_face_anywhere_is_a_clear_error(tmp_path):
     assert not (tmp_path / "t.h5").exists()
 
 
+@pytest.mark.media
 def test_mixed_crop_sizes_and_broken_files_are_clear_errors(faces_files, tmp_path):
     _, files = faces_files
     other = tmp_path / "s009.h5"

@@ -19,6 +19,8 @@ from traitlens.faces.detect_faces import detect_faces_shard
 from traitlens.faces.faces_qc import read_face_qc
 from traitlens.faces.video_faces import FaceParams, box_iou
 
+pytestmark = pytest.mark.media
+
 DEMO = {
     "seed": 7,
     "n_videos": 3,

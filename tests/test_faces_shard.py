@@ -7,10 +7,11 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from face_photos import astronaut, fit, grace_hopper, no_face_pictures
 
 from traitlens.core.errors import UserError
-from traitlens.faces.detect_faces import FACES_SCHEMA, detect_faces_shard, open_frames, video_rows
+from traitlens.extract.frames_file import open_frames
+from traitlens.faces.detect_faces import detect_faces_shard, video_rows
+from traitlens.faces.faces_file import FACES_SCHEMA
 from traitlens.faces.faces_qc import (
     FACE_QC_COLUMNS,
     face_counts,
@@ -19,6 +20,8 @@ from traitlens.faces.faces_qc import (
     video_qc_row,
 )
 from traitlens.faces.video_faces import MESH_FAILED, NO_FACE, FaceParams
+
+from support.face_photos import astronaut, fit, grace_hopper, no_face_pictures
 
 W, H = 384, 216
 PARAMS = FaceParams(aligned_size=64)
@@ -53,7 +56,7 @@ def _videos():
 
 @pytest.fixture(scope="module")
 def shard(tmp_path_factory):
-    from face_photos import write_frames_h5
+    from support.face_photos import write_frames_h5
 
     root = tmp_path_factory.mktemp("faces_shard")
     frames = write_frames_h5(root / "frames" / "s000.h5", _videos(), interleave=True)
@@ -63,6 +66,7 @@ def shard(tmp_path_factory):
     return frames, out, qc, rows
 
 
+@pytest.mark.media
 def test_rows_match_the_frames_file(shard):
     frames_path, out, _, _ = shard
     with h5py.File(frames_path) as fr, h5py.File(out) as f:
@@ -90,6 +94,7 @@ def test_rows_match_the_frames_file(shard):
             assert np.isfinite(f["transform"][i]).all() == (seen > 0)
 
 
+@pytest.mark.media
 def test_the_main_face_is_kept_when_a_second_one_appears(shard):
     _, out, _, _ = shard
     with h5py.File(out) as f:
@@ -101,6 +106,7 @@ def test_the_main_face_is_kept_when_a_second_one_appears(shard):
     assert boxes[order[2], 2] < W - 96  # not the pasted face
 
 
+@pytest.mark.media
 def test_qc_table(shard):
     _, _, qc, rows = shard
     table = read_face_qc(qc)
@@ -132,8 +138,9 @@ def test_qc_table(shard):
     assert [r["video_id"] for r in rows] == list(table["video_id"])
 
 
+@pytest.mark.media
 def test_same_results_whatever_the_batch_and_row_order(shard, tmp_path):
-    from face_photos import write_frames_h5
+    from support.face_photos import write_frames_h5
 
     _, out, _, _ = shard
     frames = write_frames_h5(tmp_path / "frames.h5", _videos(), interleave=False)
@@ -149,8 +156,9 @@ def test_same_results_whatever_the_batch_and_row_order(shard, tmp_path):
     assert not leftovers
 
 
+@pytest.mark.media
 def test_an_empty_shard_gives_empty_outputs(tmp_path):
-    from face_photos import write_frames_h5
+    from support.face_photos import write_frames_h5
 
     frames = write_frames_h5(tmp_path / "frames.h5", [])
     rows = detect_faces_shard(frames, tmp_path / "f.h5", tmp_path / "q.tsv", PARAMS, progress=False)
@@ -160,6 +168,7 @@ def test_an_empty_shard_gives_empty_outputs(tmp_path):
     assert read_face_qc(tmp_path / "q.tsv").empty
 
 
+@pytest.mark.media
 def test_a_frames_file_without_its_datasets_is_a_clear_error(tmp_path):
     bad = tmp_path / "s001.h5"
     with h5py.File(bad, "w") as f:
@@ -174,7 +183,7 @@ def test_a_frames_file_without_its_datasets_is_a_clear_error(tmp_path):
 
 
 def test_a_frames_file_with_bad_indices_is_a_clear_error(tmp_path):
-    from face_photos import write_frames_h5
+    from support.face_photos import write_frames_h5
 
     path = write_frames_h5(tmp_path / "s003.h5", [("v.001", [np.zeros((8, 8, 3), np.uint8)])])
     with h5py.File(path, "r+") as f:

@@ -11,7 +11,7 @@ from traitlens.extract.frame_decode import FrameExtractionError, content_box, ex
 from traitlens.extract.frame_plan import evenly_spaced_indices, plan_frames, sequential_plan
 from traitlens.extract.probe import VideoReadError, ffprobe_video, probe_video
 
-from media import make_clip, read_index, set_rotation
+from support.media import make_clip, read_index, set_rotation
 
 BOX = (96, 72)  # 4:3 box: a 16:9 clip gets black bars above and below
 
@@ -51,6 +51,7 @@ WANTED = {
 }
 
 
+@pytest.mark.media
 @pytest.mark.parametrize("clip", ["gop30", "gop250"])
 @pytest.mark.parametrize("workers", [1, 2])
 def test_both_methods_give_the_right_frames_pixel_for_pixel(clips, clip, workers):
@@ -69,6 +70,7 @@ def test_both_methods_give_the_right_frames_pixel_for_pixel(clips, clip, workers
     np.testing.assert_array_equal(plain.pixels, seeking.pixels)
 
 
+@pytest.mark.media
 def test_seek_plan_skips_nonreference_frames_where_it_can(clips):
     probe = probe_video(clips["gop30"])
     # The last reference frame of each GOP: only the references before it are decoded.
@@ -82,6 +84,7 @@ def test_seek_plan_skips_nonreference_frames_where_it_can(clips):
     np.testing.assert_array_equal(plain.pixels, skipping.pixels)
 
 
+@pytest.mark.media
 def test_padding_is_black_and_picture_fills_the_box(clips):
     probe = probe_video(clips["gop30"])
     result = extract_frames(probe, [255 % 150], *BOX)
@@ -91,6 +94,7 @@ def test_padding_is_black_and_picture_fills_the_box(clips):
     assert frame[y : y + h, x : x + w].max() >= 250
 
 
+@pytest.mark.media
 def test_planner_default_with_evenly_spaced_frames(clips):
     for name, clip in clips.items():
         probe = probe_video(clip)
@@ -99,6 +103,7 @@ def test_planner_default_with_evenly_spaced_frames(clips):
             assert decoded(extract_frames(probe, wanted, *BOX, workers)) == wanted, name
 
 
+@pytest.mark.media
 def test_ffprobe_timestamps_work_too(clips):
     # ffprobe prints 6 decimals; selection windows are half a frame wide.
     probe = ffprobe_video(clips["gop30"])
@@ -106,12 +111,14 @@ def test_ffprobe_timestamps_work_too(clips):
     assert decoded(extract_frames(probe, wanted, *BOX, plan=seek_plan(probe, wanted, 2))) == wanted
 
 
+@pytest.mark.media
 def test_every_frame(clips):
     probe = probe_video(clips["gop30"])
     wanted = list(range(probe.n_frames))  # 150 terms: a flat select sum would not parse
     assert decoded(extract_frames(probe, wanted, *BOX, 2)) == wanted
 
 
+@pytest.mark.media
 def test_rotated_video_comes_out_upright(clips, tmp_path):
     path = make_clip(tmp_path / "portrait.mp4", n_frames=40, gop=10)
     set_rotation(path, 90)
@@ -125,6 +132,7 @@ def test_rotated_video_comes_out_upright(clips, tmp_path):
     assert [read_index(np.rot90(p, k=1)) for p in picture] == [3, 17, 33]
 
 
+@pytest.mark.media
 @pytest.mark.parametrize("name", ["--Ymqszjv54.001.mp4", "ünï cödé vidéo.mp4"])
 def test_awkward_file_names(clips, tmp_path, name):
     path = tmp_path / name
@@ -136,6 +144,7 @@ def test_awkward_file_names(clips, tmp_path, name):
     ]
 
 
+@pytest.mark.media
 def test_a_seek_that_misses_falls_back_to_a_plain_decode(clips):
     probe = probe_video(clips["gop30"])
     # Pretend frame 15 is a keyframe: ffmpeg lands on frame 0 and the plan comes back short.
@@ -148,6 +157,7 @@ def test_a_seek_that_misses_falls_back_to_a_plain_decode(clips):
     assert result.plan.method == "sequential" and result.plan is not plan
 
 
+@pytest.mark.media
 def test_media_data_cut_after_probing(clips, tmp_path):
     path = tmp_path / "cut.mp4"
     shutil.copy(make_clip(tmp_path / "src.mp4", n_frames=90, faststart=True), path)
@@ -163,6 +173,7 @@ def test_media_data_cut_after_probing(clips, tmp_path):
     assert err.value.reason and "\n" not in err.value.reason
 
 
+@pytest.mark.media
 def test_no_frames_wanted(clips):
     result = extract_frames(probe_video(clips["gop30"]), [], *BOX)
     assert result.pixels.shape == (0, BOX[1], BOX[0], 3)

@@ -10,7 +10,7 @@ import pytest
 from traitlens.core.errors import UserError
 from traitlens.ingest.labels import BIG_FIVE, read_annotations
 
-from pickles import code_running_pickle, python2_label_pickle
+from support.pickles import code_running_pickle, python2_label_pickle
 
 TRAITS = (*BIG_FIVE, "interview")
 

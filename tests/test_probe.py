@@ -10,7 +10,7 @@ import pytest
 
 from traitlens.extract.probe import ProbeError, ffprobe_video, probe_mp4, probe_video
 
-from media import make_clip, set_rotation, truncate_half
+from support.media import make_clip, set_rotation, truncate_half
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +28,7 @@ def clips(tmp_path_factory):
     return made
 
 
+@pytest.mark.media
 def test_probe_reads_the_frame_table(clips):
     probe = probe_video(clips["bframes"])
     assert probe.source == "mp4"
@@ -44,6 +45,7 @@ def test_probe_reads_the_frame_table(clips):
     assert probe.reference[probe.keyframe].all() and not probe.reference.all()
 
 
+@pytest.mark.media
 @pytest.mark.parametrize("name", ["bframes", "no_bframes", "no_editlist", "faststart", "rotated"])
 def test_mp4_reader_agrees_with_ffprobe(clips, name):
     fast, slow = probe_mp4(clips[name]), ffprobe_video(clips[name])
@@ -57,12 +59,14 @@ def test_mp4_reader_agrees_with_ffprobe(clips, name):
     assert fast.fps == pytest.approx(slow.fps, rel=1e-4)
 
 
+@pytest.mark.media
 def test_without_bframes_every_frame_is_a_reference(clips):
     probe = probe_video(clips["no_bframes"])
     assert probe.reference.all()
     assert list(np.flatnonzero(probe.keyframe)) == [0, 15, 30]
 
 
+@pytest.mark.media
 def test_without_edit_list_timestamps_start_late(clips):
     # x264 with B-frames and no edit list: ffmpeg's first pts is the composition offset.
     probe = probe_video(clips["no_editlist"])
@@ -72,6 +76,7 @@ def test_without_edit_list_timestamps_start_late(clips):
     )
 
 
+@pytest.mark.media
 def test_rotation_swaps_the_displayed_size(clips):
     probe = probe_video(clips["rotated"])
     assert abs(probe.rotation) == 90
@@ -79,11 +84,13 @@ def test_rotation_swaps_the_displayed_size(clips):
     assert probe.display_size == (180, 320)
 
 
+@pytest.mark.media
 def test_no_audio_stream(clips):
     for probe in (probe_video(clips["no_audio"]), ffprobe_video(clips["no_audio"])):
         assert not probe.has_audio and probe.audio_stream is None
 
 
+@pytest.mark.media
 @pytest.mark.parametrize("name", ["--Ymqszjv54.001.mp4", "-i.mp4", "ünï cödé vidéo.mp4", "a:b.mp4"])
 def test_awkward_file_names(clips, tmp_path, name):
     path = tmp_path / name
@@ -106,6 +113,7 @@ def test_zero_byte_file(tmp_path):
     assert err.value.reason.startswith("empty file (0 bytes)")
 
 
+@pytest.mark.media
 def test_truncated_file_without_index(clips, tmp_path):
     # ffmpeg writes the index (moov) last: half a file has none.
     path = truncate_half(clips["bframes"], tmp_path / "half.mp4")
@@ -115,6 +123,7 @@ def test_truncated_file_without_index(clips, tmp_path):
     assert err.value.reason.startswith("truncated or not an mp4: no index (moov) box")
 
 
+@pytest.mark.media
 def test_truncated_file_with_index_up_front(clips, tmp_path):
     path = truncate_half(clips["faststart"], tmp_path / "half.mp4")
     assert probe_mp4(path) is None  # its samples point past the end: left to ffprobe
@@ -123,6 +132,7 @@ def test_truncated_file_with_index_up_front(clips, tmp_path):
     assert_one_line(err.value.reason)
 
 
+@pytest.mark.media
 def test_not_a_video(tmp_path):
     path = tmp_path / "notes.mp4"
     path.write_text("not a video at all\n")
@@ -131,6 +141,7 @@ def test_not_a_video(tmp_path):
     assert_one_line(err.value.reason)
 
 
+@pytest.mark.media
 def test_audio_only_file(tmp_path):
     path = tmp_path / "tone.m4a"
     subprocess.run(
@@ -152,11 +163,13 @@ def test_audio_only_file(tmp_path):
         probe_video(path)
 
 
+@pytest.mark.media
 def test_missing_file(tmp_path):
     with pytest.raises(ProbeError, match="No such file"):
         probe_video(tmp_path / "gone.mp4")
 
 
+@pytest.mark.media
 def test_mp4_reader_never_crashes_on_a_damaged_index(clips, tmp_path):
     # The reader is a shortcut: on a damaged moov it answers None (ffprobe decides).
     data = clips["faststart"].read_bytes()

@@ -14,7 +14,9 @@ from traitlens.extract.extract_shard import extract_shard
 from traitlens.extract.frame_plan import evenly_spaced_indices
 from traitlens.extract.qc import SHARD_QC_COLUMNS
 
-from media import make_clip, read_index, truncate_half
+from support.media import make_clip, read_index, truncate_half
+
+pytestmark = pytest.mark.media
 
 AUDIO = AudioParams()
 N, W, H = 6, 96, 72

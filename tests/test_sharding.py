@@ -17,6 +17,7 @@ def test_shard_count_rounds_up_to_power_of_two():
         shard_count(10, 0)
 
 
+@pytest.mark.media
 def test_shard_index_is_stable_across_processes():
     # Pinned: results on disk are laid out by this hash, so it must never change
     # (a salted or library-dependent hash would reshuffle every shard).

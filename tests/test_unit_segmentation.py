@@ -7,7 +7,6 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from test_detectors import write_dump
 
 from traitlens.core.errors import UserError
 from traitlens.interpret.unit_segmentation import (
@@ -17,6 +16,8 @@ from traitlens.interpret.unit_segmentation import (
     segmentation_mask,
     unit_montage,
 )
+
+from support.activation_dumps import write_dump
 
 
 def test_one_hot_cell_gives_a_square_of_the_field_at_the_cell():

@@ -7,39 +7,11 @@ import subprocess
 
 import pytest
 
-from traitlens.ingest.labels import BIG_FIVE
-
-from conftest import REPO, default_config, job_counts, run_snakemake, tool, write_config
-from pickles import python2_label_pickle
-
-TRAITS = (*BIG_FIVE, "interview")
+from support.workflow import REPO, job_counts, run_snakemake, tool, write_config
+from support.workflow_config import fi_config, fi_layout, full_corpus_layout
 
 
-def fi_layout(root, ids_by_split):
-    """A First Impressions-shaped tree: zips unpacked into sub-folders, three pickles."""
-    for n, (split, ids) in enumerate(ids_by_split.items()):
-        folder = root / "videos" / f"{split}-1" / f"{split}80_0{n}"
-        folder.mkdir(parents=True)
-        for video_id in ids:
-            (folder / f"{video_id}.mp4").write_bytes(b"placeholder")
-        labels = {t: {f"{v}.mp4": 0.5 for v in ids} for t in TRAITS}
-        (root / f"annotation_{split}.pkl").write_bytes(python2_label_pickle(labels))
-
-
-def fi_config(root, **extract):
-    config = default_config()
-    config["dataset"] = {
-        "name": "fi",
-        "format": "first_impressions",
-        "videos": str(root / "videos"),
-        "annotations": {
-            s: str(root / f"annotation_{s}.pkl") for s in ("training", "validation", "test")
-        },
-    }
-    config["extract"].update(extract)
-    return config
-
-
+@pytest.mark.workflow
 def test_first_impressions_dry_run_lists_the_jobs(tmp_path):
     ids = {
         "training": [f"-train{i:04d}x.00{i % 3}" for i in range(30)],
@@ -57,23 +29,106 @@ def test_first_impressions_dry_run_lists_the_jobs(tmp_path):
     assert "generate_demo" not in counts
 
 
-def test_first_impressions_config_keeps_none_of_the_demos_per_model_choices():
-    """A --configfile is merged over config.yaml key by key (Snakemake's update_config), so
-    every per-model key the demo sets (input sizes, the image model's 20 epochs) must be set
-    again by config/first_impressions.yaml, or the paper's settings silently change."""
+# Parses the workflow as `snakemake` does (config files, Snakefile, validation with the
+# schema's defaults filled in) and prints the config the rules see.
+EFFECTIVE_CONFIG = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+snakefile, workdir, *configfiles = sys.argv[1:]
+with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
+    workflow = api.workflow(
+        resource_settings=ResourceSettings(cores=1),
+        config_settings=ConfigSettings(configfiles=[Path(p) for p in configfiles]),
+        snakefile=Path(snakefile),
+        workdir=Path(workdir),
+    )
+    print("EFFECTIVE_CONFIG " + json.dumps(workflow._workflow.config))
+"""
+
+
+def effective_config(workdir, *configfiles) -> dict:
+    """The config the workflow's rules see in ``workdir`` given these --configfile's."""
+    import json
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", EFFECTIVE_CONFIG, str(REPO / "Snakefile"), str(workdir)]
+        + [str(c) for c in configfiles],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    line = next(x for x in result.stdout.splitlines() if x.startswith("EFFECTIVE_CONFIG "))
+    return json.loads(line.removeprefix("EFFECTIVE_CONFIG "))
+
+
+def visual_settings(config, model):
+    """As rules/common.smk: models.visual with the model's own keys on top."""
+    return {**config["models"]["visual"], **config["models"][model]}
+
+
+# docs/method.md §1: DAN+ on VGG16 (VGG-Face's mean) at 224x224, batch 32, 10 epochs, SGD
+# with lr logspace(-3, -6), random horizontal flips; 10 frames per video; fusion averages
+PAPER_VISUAL = {
+    "width_divisor": 1,
+    "batch_norm": False,
+    "input_size": 224,
+    "input_scale": 1.0,
+    "mean_rgb": [129.1863, 104.7624, 93.594],
+    "epochs": 10,
+    "batch_size": 32,
+    "optimizer": "sgd",
+    "lr_start": 1e-3,
+    "lr_end": 1e-6,
+    "flip_p": 0.5,
+}
+
+
+@pytest.mark.workflow
+def test_first_impressions_config_builds_on_the_papers_settings_not_the_demos(tmp_path):
+    """config.yaml (the demo's sizes) is read only when no --configfile is given, so
+    config/first_impressions.yaml gets the paper's settings from the schema's defaults and
+    nothing of the demo's: its image model's 20 epochs, its input sizes, its narrow VGG."""
     import yaml
-    from snakemake.utils import update_config
 
-    demo = yaml.safe_load((REPO / "config.yaml").read_text())
-    first_impressions = yaml.safe_load((REPO / "config/first_impressions.yaml").read_text())
-    merged = copy.deepcopy(demo)
-    update_config(merged, first_impressions)
+    fi_layout(tmp_path, {"training": ["a.001"], "validation": ["b.001"], "test": ["c.001"]})
+    shipped = yaml.safe_load((REPO / "config/first_impressions.yaml").read_text())
+    # the shipped file with only its placeholder paths pointed at the layout
+    shipped["dataset"].update(fi_config(tmp_path)["dataset"], name="first_impressions")
+    fi = effective_config(tmp_path, write_config(tmp_path / "fi.yaml", shipped))
+
+    demo_dir = tmp_path / "demo"
+    demo_dir.mkdir()
+    (demo_dir / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    demo = effective_config(demo_dir)  # no --configfile: `bash setup.sh demo`
+    assert demo["dataset"]["format"] == "demo"
+
     for model in ("img", "face", "img_cam", "face_cam"):
-        assert set(demo["models"][model]) <= set(first_impressions["models"][model]), model
-        settings = {**merged["models"]["visual"], **merged["models"][model]}
-        assert settings["epochs"] == 10 and settings["input_size"] == 224, model  # the paper
+        settings = visual_settings(fi, model)
+        assert {k: settings[k] for k in PAPER_VISUAL} == PAPER_VISUAL, model
+        assert settings["head"] == ("cam" if model.endswith("_cam") else "dan_plus"), model
+        demo_settings = visual_settings(demo, model)
+        assert demo_settings["input_size"] != 224 and demo_settings["width_divisor"] != 1
+    assert visual_settings(demo, "img")["epochs"] == 20  # the demo's own choice
+    assert fi["extract"]["frames_per_video"] == 10
+    assert fi["models"]["fusion"]["image_weight"] == 0.5
+    assert fi["faces"]["aligned_size"] == 224 and fi["train"]["gpu"] is True  # its own keys
+    assert "models" not in shipped  # minimal: the paper's models come from the schema
+
+    # listing config.yaml first still builds on the demo (the workflow tests' way)
+    layered = effective_config(
+        demo_dir,
+        demo_dir / "config.yaml",
+        write_config(tmp_path / "mine.yaml", {"demo": {"seed": 8}}),
+    )
+    assert layered["demo"]["seed"] == 8 and visual_settings(layered, "img")["epochs"] == 20
 
 
+@pytest.mark.workflow
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
@@ -92,6 +147,7 @@ def test_invalid_config_names_the_key(tmp_path, change, expected):
     assert expected in result.stderr + result.stdout
 
 
+@pytest.mark.workflow
 def test_missing_videos_folder_is_a_clear_error(tmp_path):
     config = fi_config(tmp_path)
     result = run_snakemake(tmp_path, write_config(tmp_path / "c.yaml", config), "-n")
@@ -100,6 +156,7 @@ def test_missing_videos_folder_is_a_clear_error(tmp_path):
     assert "videos folder not found" in output and str(tmp_path / "videos") in output
 
 
+@pytest.mark.workflow
 def test_lint_is_clean():
     result = subprocess.run(
         [tool("snakemake"), "--lint", "--snakefile", str(REPO / "Snakefile")],
@@ -111,6 +168,7 @@ def test_lint_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.media
 def test_formatting_is_clean():
     for command in (
         [tool("ruff"), "check", "."],
@@ -121,19 +179,7 @@ def test_formatting_is_clean():
         assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}{result.stderr}"
 
 
-def full_corpus_layout(root):
-    """10,000 placeholder files with First Impressions' names and folders, 3 pickles."""
-    ids = {
-        "training": [f"-t{i:09d}.{i % 7:03d}" for i in range(6000)],
-        "validation": [f"v{i:010d}.001" for i in range(2000)],
-        "test": [f"e{i:010d}.002" for i in range(2000)],
-    }
-    fi_layout(root, ids)
-    config = fi_config(root)
-    config["sharding"]["n_shards"] = 128  # as config/first_impressions.yaml pins it
-    return write_config(root / "fi.yaml", config)
-
-
+@pytest.mark.workflow
 def test_full_corpus_dag_is_planned_in_shards(tmp_path):
     """The whole First Impressions DAG (10,000 videos) as a dry run: a few hundred jobs."""
     configfile = full_corpus_layout(tmp_path)
@@ -146,6 +192,7 @@ def test_full_corpus_dag_is_planned_in_shards(tmp_path):
     assert counts["total"] <= 2000
 
 
+@pytest.mark.workflow
 def test_every_rule_names_a_pinned_conda_env():
     """conda is not reachable here, so --use-conda cannot run; what can be checked is
     that every rule names an env file that exists, parses and pins every package."""

@@ -9,8 +9,8 @@ import pytest
 
 from traitlens.ingest.labels import BIG_FIVE
 
-from conftest import run_snakemake, write_config
-from test_workflow_config import fi_layout
+from support.workflow import run_snakemake, write_config
+from support.workflow_config import fi_layout
 
 pytestmark = pytest.mark.workflow
 
@@ -122,12 +122,12 @@ def check_report(workdir, configfile):
 
 
 def test_code_running_label_file_stops_the_run_cleanly(tmp_path):
-    from pickles import code_running_pickle
+    from support.pickles import code_running_pickle
 
     fi_layout(tmp_path, {"training": ["a0000000000.001"], "validation": [], "test": []})
     marker = tmp_path / "pwned"
     (tmp_path / "annotation_validation.pkl").write_bytes(code_running_pickle(str(marker)))
-    from test_workflow_config import fi_config
+    from support.workflow_config import fi_config
 
     configfile = write_config(tmp_path / "c.yaml", fi_config(tmp_path))
     result = run_snakemake(tmp_path, configfile, "build_manifest")

@@ -10,10 +10,10 @@ import pytest
 from traitlens.extract.frame_plan import evenly_spaced_indices
 from traitlens.ingest.labels import BIG_FIVE
 
-from conftest import run_snakemake, write_config
-from media import make_clip, read_index
-from pickles import python2_label_pickle
-from test_workflow_config import TRAITS, fi_config
+from support.media import make_clip, read_index
+from support.pickles import python2_label_pickle
+from support.workflow import run_snakemake, write_config
+from support.workflow_config import TRAITS, fi_config
 
 pytestmark = pytest.mark.workflow
 

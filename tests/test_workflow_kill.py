@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import output_differences, run_snakemake
+from support.workflow import output_differences, run_snakemake
 
 pytestmark = pytest.mark.workflow
 

@@ -8,6 +8,7 @@ The tests share the project and run in file order, each leaving it up to date.
 
 from __future__ import annotations
 
+import copy
 import re
 
 import pandas as pd
@@ -17,7 +18,7 @@ from traitlens.demo.generate import default_outputs, generate
 from traitlens.ingest.labels import BIG_FIVE
 from traitlens.ingest.sharding import assign_shards
 
-from conftest import default_config, job_counts, run_snakemake, tiny_models, write_config
+from support.workflow import default_config, job_counts, run_snakemake, tiny_models, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -87,6 +88,65 @@ def planned_jobs(project, configfile=None) -> tuple[dict[str, int], set[str]]:
 
 def test_a_second_run_does_nothing(project):
     assert planned_jobs(project) == ({}, set())
+
+
+# Settings that say where or how fast a job runs, not what it computes (issue 15, part 3):
+# none is a rule param, so a change re-runs nothing (a dry run plans gpu: true jobs without
+# a GPU here: it asks the scheduler for one, the local scheduler does not count them).
+RUN_SETTINGS = {
+    ("train", "gpu"): True,
+    ("train", "num_workers"): 3,
+    ("train", "threads"): 1,
+    ("train", "device"): "cpu",
+    ("train", "predict_batch_size"): 5,
+    ("activations", "batch_size"): 3,
+    ("aus", "detector_batch"): 4,
+    ("aus", "detector_device"): "cuda",
+}
+# what the face template feeds (the face model's dumps are in activations.models)
+TEMPLATE_JOBS = {"build_face_template": 1, "find_detectors": 1, "all": 1}
+
+
+def changed_config(project, name, section, key, value):
+    config = copy.deepcopy(project["config"])
+    config[section][key] = value
+    return write_config(project["root"] / f"{name}.yaml", config)
+
+
+@pytest.mark.parametrize(("section", "key"), list(RUN_SETTINGS))
+def test_a_run_setting_reruns_nothing(project, section, key):
+    configfile = changed_config(project, "run", section, key, RUN_SETTINGS[section, key])
+    assert planned_jobs(project, configfile) == ({}, set())
+
+
+def test_region_dilation_reruns_only_the_template_and_what_reads_it(project):
+    dilation = project["config"]["faces"]["region_dilation_px"]
+    configfile = changed_config(project, "dilation", "faces", "region_dilation_px", dilation + 1)
+    counts, shards = planned_jobs(project, configfile)
+    rules = {k: n for k, n in counts.items() if k.isidentifier()}  # not 'jobid:' lines
+    assert rules == {**TEMPLATE_JOBS, "total": sum(TEMPLATE_JOBS.values())}, counts
+    assert shards == set()
+
+
+def test_result_settings_of_the_same_sections_do_rerun(project):
+    # negative controls of the tests above: these settings change results
+    amp = changed_config(project, "amp", "train", "amp", not project["config"]["train"]["amp"])
+    counts, _ = planned_jobs(project, amp)
+    assert counts.get("train_visual") == 4 and counts.get("predict_visual") == 2, counts
+    assert counts.get("compute_cam") == 3 and counts.get("dump_activations") == 1, counts
+    assert "extract_shard" not in counts and "detect_faces" not in counts, counts
+    face = copy.deepcopy(project["config"]["models"]["face"])
+    face["epochs"] += 1
+    counts, _ = planned_jobs(project, changed_config(project, "epochs", "models", "face", face))
+    assert counts.get("train_visual") == 1 and counts.get("predict_visual") == 1, counts
+    assert "detect_faces" not in counts and "build_face_template" not in counts, counts
+    confidence = project["config"]["faces"]["min_detection_confidence"]
+    faces = changed_config(
+        project, "detection", "faces", "min_detection_confidence", confidence / 2
+    )
+    counts, _ = planned_jobs(project, faces)
+    used = list((project["root"] / "results/mine/faces").glob("s*.h5"))
+    assert counts.get("detect_faces") == len(used) > 1 and "extract_shard" not in counts, counts
 
 
 def test_a_new_video_reruns_its_shard_and_what_aggregates_shards(project):

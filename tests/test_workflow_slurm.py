@@ -8,11 +8,11 @@ import os
 import subprocess
 
 import pytest
-from slurm_cluster import PARTITION, Cluster, missing_tools
 
-from conftest import REPO, output_differences, run_snakemake, tiny_demo_config, write_config
+from support.slurm_cluster import PARTITION, Cluster, missing_tools
+from support.workflow import REPO, output_differences, run_snakemake, tiny_demo_config, write_config
 
-pytestmark = pytest.mark.workflow
+pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture(scope="module")

@@ -1,19 +1,6 @@
-"""Snakemake entry: per trait, the frames with the highest prediction with their class
-activation map overlaid (docs/method.md §2), from cam/<source>.h5."""
+"""Rule plot_cam (rules/analysis.smk): the top frames per trait with their CAM overlaid."""
 
-from traitlens.core.errors import run_entry
-from traitlens.interpret.cam import plot_cam_figures
+from traitlens.core.errors import run_rule
+from traitlens.interpret.rules import plot_cam
 
-
-def main() -> None:
-    sm = snakemake  # noqa: F821 (injected by Snakemake)
-    plot_cam_figures(
-        sm.input.cam,
-        list(sm.input.data),
-        list(sm.output.figures),  # one per trait, in TRAIT_ORDER
-        int(sm.params.n_frames),
-        float(sm.params.alpha),
-    )
-
-
-run_entry(main, snakemake.log[0])  # noqa: F821
+run_rule(plot_cam, snakemake)  # noqa: F821 (injected by Snakemake)

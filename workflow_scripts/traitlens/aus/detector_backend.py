@@ -25,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from traitlens.aus.estimate_aus import AU_COLUMNS, PYFEAT_AUS, AuConfig, FaceRows, derive_au45
+from traitlens.aus.estimate_aus import AU_COLUMNS, PYFEAT_AUS, AuConfig, derive_au45
 from traitlens.core.errors import UserError
+from traitlens.extract.frames_file import open_indexed_pixels
+from traitlens.faces.faces_file import FaceRows
 
 log = logging.getLogger("traitlens.aus.estimate_aus")
 
@@ -108,18 +110,17 @@ def face_boxes(landmarks: np.ndarray) -> np.ndarray:
 
 
 def _open_frames(frames_path: str | Path, rows: FaceRows):
-    """The shard's frames file, checked to hold the faces file's rows in the same order."""
-    from traitlens.core.h5checks import open_checked
-
+    """The shard's frames (dataset left on disk), checked to hold the faces file's rows
+    in the same order; close with ``frames.file.close()``."""
     path = Path(frames_path)
-    f = open_checked(path, "frames", "extract_shard", ["frames", "frame_index"])
-    if not np.array_equal(f["frame_index"][()], rows.frame_index):
-        f.close()
+    frames, frame_index = open_indexed_pixels(path)
+    if not np.array_equal(frame_index, rows.frame_index):
+        frames.file.close()
         raise UserError(
             f"{path}: its frames do not match the faces file row for row; rerun "
             "snakemake so that the detect_faces rule rebuilds the faces file"
         )
-    return f
+    return frames
 
 
 def estimate_with_detector(rows: FaceRows, frames_path: str | Path, cfg: AuConfig) -> np.ndarray:
@@ -136,10 +137,11 @@ def estimate_with_detector(rows: FaceRows, frames_path: str | Path, cfg: AuConfi
     weights_file = str(weights["face_multitask_v28.safetensors"])
     model = MultitaskModel(device=cfg.detector_device, weights_path=weights_file)
     boxes = face_boxes(rows.landmarks[wanted])
-    with _open_frames(frames_path, rows) as f:
+    frames = _open_frames(frames_path, rows)
+    with frames.file:
         for start in range(0, len(wanted), cfg.detector_batch):
             part = wanted[start : start + cfg.detector_batch]
-            x = torch.from_numpy(f["frames"][part]).permute(0, 3, 1, 2).float() / 255.0
+            x = torch.from_numpy(frames[part]).permute(0, 3, 1, 2).float() / 255.0
             box = torch.from_numpy(boxes[start : start + len(part)]).float()
             chips, _ = extract_face_square_pad_torch(
                 x, box, CHIP_SIZE, EXPAND_BBOX, frame_idx=torch.arange(len(part))

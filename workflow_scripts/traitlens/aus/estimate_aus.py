@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from traitlens.core import atomic
+from traitlens.core.config import from_section
 from traitlens.core.errors import UserError
-from traitlens.core.h5checks import as_str, open_checked, rebuild_hint
 from traitlens.core.tables import read_table
+from traitlens.faces.faces_file import FaceRows, read_faces
 
 log = logging.getLogger("traitlens.aus.estimate_aus")
 
@@ -45,7 +46,6 @@ VIDEO_COLUMNS = ("video_id", "n_frames", *AU_COLUMNS)
 BACKENDS = ("mesh", "detector")
 BASELINES = ("none", "video")
 FLOAT_FORMAT = "%.4f"
-REQUIRED_FACE_DATASETS = ("video_id", "video_index", "frame_index", "success", "landmarks")
 
 
 def derive_au45(au43: np.ndarray) -> np.ndarray:
@@ -89,6 +89,12 @@ def subtract_video_baseline(
 # --- config ---------------------------------------------------------------------------
 
 
+def _mesh_defaults() -> dict:
+    from traitlens.aus.mesh_backend import MeshParams  # numpy only, but not needed to import
+
+    return asdict(MeshParams())
+
+
 @dataclass(frozen=True)
 class AuConfig:
     """Config ``aus`` (the schema documents every key)."""
@@ -96,69 +102,15 @@ class AuConfig:
     backend: str = "mesh"
     baseline: str = "none"
     baseline_percentile: float = 5.0
-    mesh: Mapping | None = None
+    mesh: Mapping = field(default_factory=lambda: _mesh_defaults())  # aus.mesh
     detector_weights_dir: str | None = None
     detector_batch: int = 32
     detector_device: str = "cpu"
 
     @classmethod
     def from_mapping(cls, cfg: Mapping | None) -> AuConfig:
-        cfg = dict(cfg or {})
-        unknown = sorted(set(cfg) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise UserError(f"config aus: unknown key(s) {unknown}")
-        out = cls(**cfg)
-        problems = []
-        if out.backend not in BACKENDS:
-            problems.append(f"backend must be one of {BACKENDS}, got {out.backend!r}")
-        if out.baseline not in BASELINES:
-            problems.append(f"baseline must be one of {BASELINES}, got {out.baseline!r}")
-        if not 0 <= out.baseline_percentile <= 100:
-            problems.append("baseline_percentile must be in [0, 100]")
-        if problems:
-            raise UserError("config aus: " + "; ".join(problems))
-        return out
-
-
-# --- the faces file -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FaceRows:
-    """What the AU stage reads from ``faces/<shard>.h5``, one entry per frame row."""
-
-    video_ids: tuple[str, ...]  # per video
-    video_index: np.ndarray  # (n,) int
-    frame_index: np.ndarray  # (n,) int
-    success: np.ndarray  # (n,) bool
-    landmarks: np.ndarray  # (n, 478, 3) float32, stored-frame pixels
-
-    def row_video_ids(self) -> np.ndarray:
-        return np.asarray(self.video_ids, dtype=object)[self.video_index]
-
-
-def read_faces(path: str | Path) -> FaceRows:
-    """Read a faces/<shard>.h5 file; UserError naming the file when it is not one."""
-    path = Path(path)
-    with open_checked(path, "faces", "detect_faces", REQUIRED_FACE_DATASETS) as f:
-        rows = FaceRows(
-            tuple(as_str(v) for v in f["video_id"][()]),
-            f["video_index"][()].astype(np.int64),
-            f["frame_index"][()].astype(np.int64),
-            f["success"][()].astype(bool),
-            f["landmarks"][()],
-        )
-    n = len(rows.frame_index)
-    problems = []
-    if not (len(rows.video_index) == len(rows.success) == len(rows.landmarks) == n):
-        problems.append("per-frame datasets differ in length")
-    elif rows.landmarks.ndim != 3 or rows.landmarks.shape[1:] != (478, 3):
-        problems.append(f"landmarks has shape {rows.landmarks.shape}, expected (n, 478, 3)")
-    elif n and (rows.video_index.min() < 0 or rows.video_index.max() >= len(rows.video_ids)):
-        problems.append("video_index points past the video_id list")
-    if problems:
-        raise UserError(f"{path}: {'; '.join(problems)}; {rebuild_hint(path, 'detect_faces')}")
-    return rows
+        """From the validated ``aus:`` section."""
+        return from_section(cls, cfg, "aus")
 
 
 # --- tables ---------------------------------------------------------------------------

@@ -57,6 +57,7 @@ from traitlens.aus.au_mesh_model import (
     load_model,
 )
 from traitlens.aus.box_qp import solve_box_qp
+from traitlens.core.config import from_section
 from traitlens.core.errors import UserError
 
 REGION_NAMES = ("eyebrows", "eyes", "nose", "mouth", "face_oval", "other")
@@ -87,34 +88,18 @@ class MeshParams:
     aspect_nuisance: bool = True
     neutral_lip_gap: float | None = 1.0
 
+    def __post_init__(self) -> None:
+        # the one rule the schema cannot state: some region must weigh in the fit
+        if not any(w > 0 for w in self.region_weights.values()):
+            raise UserError(
+                f"config aus.mesh.region_weights {dict(self.region_weights)}: at least one "
+                "region weight must be > 0"
+            )
+
     @classmethod
     def from_mapping(cls, cfg: Mapping | None) -> MeshParams:
-        cfg = dict(cfg or {})
-        unknown = sorted(set(cfg) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise UserError(f"config aus.mesh: unknown key(s) {unknown}")
-        weights = {**DEFAULT_REGION_WEIGHTS, **dict(cfg.pop("region_weights", None) or {})}
-        params = cls(region_weights=weights, **cfg)
-        params.check()
-        return params
-
-    def check(self) -> None:
-        bad = sorted(set(self.region_weights) - set(REGION_NAMES))
-        problems = [f"unknown region(s) {bad} in region_weights"] if bad else []
-        if self.align not in ALIGN_SETS:
-            problems.append(f"align must be one of {ALIGN_SETS}, got {self.align!r}")
-        if any(w < 0 for w in self.region_weights.values()):
-            problems.append("region_weights must be >= 0")
-        if not any(w > 0 for w in self.region_weights.values()):
-            problems.append("at least one region weight must be > 0")
-        if self.ridge < 0 or self.sparsity < 0:
-            problems.append("ridge and sparsity must be >= 0")
-        if not self.max_intensity > 0:
-            problems.append("max_intensity must be > 0")
-        if self.neutral_lip_gap is not None and self.neutral_lip_gap < 0:
-            problems.append("neutral_lip_gap must be >= 0 (or null: the intercept's lips)")
-        if problems:
-            raise UserError("config aus.mesh: " + "; ".join(problems))
+        """From the validated ``aus.mesh`` section."""
+        return from_section(cls, cfg, "aus.mesh")
 
 
 # --- geometry -------------------------------------------------------------------------

@@ -8,10 +8,11 @@ stages later. Every reader of an intermediate opens it through ``open_checked``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 from traitlens.core.errors import UserError
 
@@ -71,6 +72,13 @@ def open_checked(
             f"{path}: missing dataset(s) {missing} of a {kind} file; {rebuild_hint(path, rule)}"
         )
     return f
+
+
+def string_dataset(group: h5py.Group, name: str, values: Sequence[str]) -> None:
+    """A variable-length UTF-8 string dataset, as every intermediate stores its ids."""
+    group.create_dataset(
+        name, data=np.array(values, dtype=object), dtype=h5py.string_dtype(), track_times=False
+    )
 
 
 def as_str(value: object) -> str:

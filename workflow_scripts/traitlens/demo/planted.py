@@ -44,8 +44,8 @@ import numpy as np
 import pandas as pd
 
 from traitlens.core.errors import UserError
-from traitlens.core.h5checks import as_str, open_checked
 from traitlens.core.tables import read_table
+from traitlens.extract.frames_file import read_geometry
 
 log = logging.getLogger("traitlens.demo.planted")
 
@@ -57,9 +57,9 @@ CONTRACT_KEYS = (
     "null_false_positive_rate",
 )
 TRUE_BOX_COLUMNS = ("face_x0", "face_y0", "face_x1", "face_y1")
-# Our defaults (rule param ``goals`` overrides any): the CAM and null goals are the
-# issue's; the others say "detectors sit in planted regions", "most planted AUs emerge",
-# "few unplanted ones do" (estimated AUs share some signal with planted ones: cross-talk).
+# Our goals: the CAM and null goals are the issue's; the others say "detectors sit in
+# planted regions", "most planted AUs emerge", "few unplanted ones do" (estimated AUs share
+# some signal with planted ones: cross-talk).
 GOALS: dict[str, tuple[str, float]] = {
     "cam_true_face_overlap_share": (">=", 0.90),
     "gradcam_true_face_overlap_share": (">=", 0.90),
@@ -116,29 +116,12 @@ def read_video_sizes(path: str | Path) -> pd.DataFrame:
     return table.astype({"width": float, "height": float})
 
 
-def config_video_sizes(truth: Mapping, video_ids: Sequence[str], source: str) -> pd.DataFrame:
-    """Every video at the demo config's width x height (when qc/videos.tsv is not given)."""
-    try:
-        width, height = float(truth["config"]["width"]), float(truth["config"]["height"])
-    except (KeyError, TypeError, ValueError):
-        raise UserError(
-            f"{source}: config.width/height missing; give the rule qc/videos.tsv"
-        ) from None
-    ids = list(dict.fromkeys(video_ids))
-    return pd.DataFrame({"video_id": ids, "width": width, "height": height})
-
-
 def read_frame_geometry(frame_paths: Sequence[str | Path]) -> pd.DataFrame:
     """Per video: its content box (content_x, content_y, content_w, content_h) and the
     stored frame size (frame_width, frame_height) from the frames shard files."""
     parts = []
     for path in frame_paths:
-        with open_checked(
-            path, "frames", "extract_shard", ["frames", "video_id", "content_box"]
-        ) as f:
-            _, height, width = f["frames"].shape[:3]
-            box = f["content_box"][()].astype(np.float64).reshape(-1, 4)
-            ids = [as_str(v) for v in f["video_id"][()]]
+        ids, box, height, width = read_geometry(path)
         if len(ids) != len(box):
             raise UserError(
                 f"{path}: {len(ids)} video ids but {len(box)} content boxes; rerun extract_shard"
@@ -229,8 +212,8 @@ def cam_true_face_overlap(
 ) -> dict:
     """Share of the CAM file's (frame, trait) maps with overlap >= ``min_overlap``
     against the true face box, with the counts behind it (see the module doc)."""
-    from traitlens.interpret.cam import read_cam_file
     from traitlens.interpret.cam_face_overlap import frame_overlaps
+    from traitlens.interpret.cam_file import read_cam_file
 
     cam = read_cam_file(cam_path)  # checks the datasets, shapes and attributes
     keys = pd.DataFrame(
@@ -402,7 +385,6 @@ def score_planted(
     threshold: float,
     min_overlap: float,
     alpha: float,
-    goals: Mapping[str, Sequence] | None = None,
 ) -> dict:
     """The planted.json document from the pieces (``cam``/``gradcam``: the dicts of
     :func:`cam_true_face_overlap`)."""
@@ -438,14 +420,7 @@ def score_planted(
         "unplanted_aus_significant": sig["unplanted_significant"],
         "settings": {"threshold": threshold, "min_overlap": min_overlap, "alpha": alpha},
     }
-    for key, spec in (goals or {}).items():
-        ok = isinstance(spec, Sequence) and len(spec) == 2 and spec[0] in (">=", "<=")
-        if not ok or not isinstance(spec[1], int | float):
-            raise UserError(
-                f"validate_planted param goals.{key}: expected ['>=' or '<=', number], got {spec!r}"
-            )
-    targets = {**GOALS, **{k: tuple(v) for k, v in (goals or {}).items()}}
-    doc["goals"] = {k: _goal_entry(doc.get(k), op, float(t)) for k, (op, t) in targets.items()}
+    doc["goals"] = {k: _goal_entry(doc.get(k), op, float(t)) for k, (op, t) in GOALS.items()}
     notes = [
         f"CAM overlap: binarised at {threshold:g} of each map's max, against the true face "
         f"box (bounding box of the 478 true landmarks) mapped into the stored frame; share "

@@ -22,48 +22,20 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import h5py
 import numpy as np
 from tqdm import tqdm
 
 from traitlens.core.atomic import atomic_path
 from traitlens.core.faults import kill_point
 from traitlens.extract.audio_features import LOG_FLOOR, AudioParams, extract_audio_features
+from traitlens.extract.audio_file import AudioWriter
 from traitlens.extract.frame_decode import extract_frames
 from traitlens.extract.frame_plan import evenly_spaced_indices
+from traitlens.extract.frames_file import FramesWriter
 from traitlens.extract.probe import VideoProbe, VideoReadError, probe_video, tool_path
 from traitlens.extract.qc import SHARD_QC_COLUMNS
 
 log = logging.getLogger("traitlens.extract.extract_shard")
-
-
-FRAMES_SCHEMA = """\
-Frames of the videos of one shard (traitlens extract_shard). Per frame, row i:
-  frames       uint8 (n_frames_total, frame_height, frame_width, 3) RGB, the video
-               frame fitted into the box with its aspect kept, centred, black padding;
-               one frame per chunk
-  video_index  int32 (n_frames_total,) row of the per-video datasets
-  frame_index  int32 (n_frames_total,) 0-based index of the frame in its video
-               (presentation order; frames_per_video evenly spaced ones:
-               floor(k * (F - 1) / frames_per_video), all F when F is smaller)
-  timestamp_s  float64 (n_frames_total,) the frame's presentation time in the video
-Per video, row j (only videos extracted without error; see the QC table):
-  video_id     utf-8 string (n_videos,)
-  content_box  int32 (n_videos, 4) x, y, width, height of the picture in the box
-Attributes: frames_per_video, frame_width, frame_height, created_by, schema."""
-
-AUDIO_SCHEMA = """\
-Log mel filter-bank features of the videos of one shard (traitlens extract_shard).
-  features   float32 (n_rows_total, n_mels): natural log of mel energies + log_floor;
-             frames of window_ms every hop_ms, Hann window, power spectrum of the
-             next power-of-two FFT / n_fft, HTK-mel triangles from fmin_hz to fmax_hz,
-             of the first audio stream downmixed to mono at sample_rate
-  offsets    int64 (n_videos + 1,) video j's rows are features[offsets[j]:offsets[j+1]]
-             (none for a video without audio)
-  video_id   utf-8 string (n_videos,) same videos and order as the frames file
-  has_audio  bool (n_videos,)
-Attributes: sample_rate, n_mels, window_ms, hop_ms, fmin_hz, fmax_hz, log_floor,
-created_by, schema."""
 
 
 @dataclass(frozen=True)
@@ -156,11 +128,12 @@ def extract_shard(
 
     qc_rows = []
     created_by = f"traitlens.extract.extract_shard with {ffmpeg_version()}"
+    audio_attrs = {"log_floor": LOG_FLOOR, "created_by": created_by, **audio.as_dict()}
     with (
         atomic_path(frames_out) as frames_tmp,
         atomic_path(audio_out) as audio_tmp,
-        _FramesWriter(frames_tmp, frames_per_video, frame_width, frame_height, created_by) as fw,
-        _AudioWriter(audio_tmp, audio, created_by) as aw,
+        FramesWriter(frames_tmp, frames_per_video, frame_width, frame_height, created_by) as fw,
+        AudioWriter(audio_tmp, audio.n_mels, audio_attrs) as aw,
         ThreadPoolExecutor(concurrent) as pool,
     ):
         results = _ordered(pool, task, videos, ahead=2 * concurrent)
@@ -168,8 +141,14 @@ def extract_shard(
             results = tqdm(results, total=len(videos), desc="videos", unit="video", file=sys.stderr)
         for result in results:
             if result.ok:
-                fw.add(result)
-                aw.add(result)
+                fw.add(
+                    result.video_id,
+                    result.pixels,
+                    result.frame_index,
+                    result.timestamp_s,
+                    result.content_box,
+                )
+                aw.add(result.video_id, result.features, result.probe.has_audio)
                 kill_point("extract_shard")
             else:
                 log.warning("failed: %s: %s", result.video_id, result.reason)
@@ -210,112 +189,6 @@ def _ordered(
             yield pending.pop(0).result()
     for future in pending:
         yield future.result()
-
-
-def _string_dataset(group: h5py.File, name: str, values: Sequence[str]) -> None:
-    group.create_dataset(
-        name, data=np.array(values, dtype=object), dtype=h5py.string_dtype(), track_times=False
-    )
-
-
-class _FramesWriter:
-    """Appends each video's frames to frames/<shard>.h5 as it arrives."""
-
-    def __init__(self, path, frames_per_video, width, height, created_by):
-        self.file = h5py.File(path, "w", track_order=False)
-        self.size = (height, width)
-        self.file.attrs.update(
-            schema=FRAMES_SCHEMA,
-            frames_per_video=frames_per_video,
-            frame_width=width,
-            frame_height=height,
-            created_by=created_by,
-        )
-        shape = (0, height, width, 3)
-        self.frames = self.file.create_dataset(
-            "frames",
-            shape=shape,
-            maxshape=(None, height, width, 3),
-            chunks=(1, height, width, 3),
-            dtype=np.uint8,
-            track_times=False,
-        )
-        self.rows: dict[str, list[np.ndarray]] = {"video_index": [], "frame_index": []}
-        self.rows["timestamp_s"] = []
-        self.ids: list[str] = []
-        self.boxes: list[tuple[int, int, int, int]] = []
-
-    def add(self, result: VideoResult) -> None:
-        n, start = len(result.pixels), self.frames.shape[0]
-        self.frames.resize(start + n, axis=0)
-        if n:
-            self.frames[start:] = result.pixels
-        self.rows["video_index"].append(np.full(n, len(self.ids), dtype=np.int32))
-        self.rows["frame_index"].append(result.frame_index.astype(np.int32))
-        self.rows["timestamp_s"].append(result.timestamp_s.astype(np.float64))
-        self.ids.append(result.video_id)
-        self.boxes.append(result.content_box)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, *_):
-        try:
-            if exc_type is None:
-                dtypes = {"video_index": np.int32, "frame_index": np.int32}
-                for name, parts in self.rows.items():
-                    dtype = dtypes.get(name, np.float64)
-                    data = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
-                    self.file.create_dataset(name, data=data.astype(dtype), track_times=False)
-                _string_dataset(self.file, "video_id", self.ids)
-                boxes = np.array(self.boxes, dtype=np.int32).reshape(-1, 4)
-                self.file.create_dataset("content_box", data=boxes, track_times=False)
-        finally:
-            self.file.close()
-
-
-class _AudioWriter:
-    """Appends each video's log mel features to audio/<shard>.h5 as it arrives."""
-
-    def __init__(self, path, params: AudioParams, created_by: str):
-        self.file = h5py.File(path, "w", track_order=False)
-        self.file.attrs.update(
-            schema=AUDIO_SCHEMA, log_floor=LOG_FLOOR, created_by=created_by, **params.as_dict()
-        )
-        self.features = self.file.create_dataset(
-            "features",
-            shape=(0, params.n_mels),
-            maxshape=(None, params.n_mels),
-            chunks=(1024, params.n_mels),
-            dtype=np.float32,
-            track_times=False,
-        )
-        self.offsets = [0]
-        self.ids: list[str] = []
-        self.has_audio: list[bool] = []
-
-    def add(self, result: VideoResult) -> None:
-        start, n = self.offsets[-1], len(result.features)
-        if n:
-            self.features.resize(start + n, axis=0)
-            self.features[start:] = result.features
-        self.offsets.append(start + n)
-        self.ids.append(result.video_id)
-        self.has_audio.append(bool(result.probe.has_audio))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, *_):
-        try:
-            if exc_type is None:
-                offsets = np.array(self.offsets, dtype=np.int64)
-                self.file.create_dataset("offsets", data=offsets, track_times=False)
-                _string_dataset(self.file, "video_id", self.ids)
-                has_audio = np.array(self.has_audio, dtype=bool)
-                self.file.create_dataset("has_audio", data=has_audio, track_times=False)
-        finally:
-            self.file.close()
 
 
 def _number(value: float) -> str:

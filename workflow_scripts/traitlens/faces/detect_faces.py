@@ -18,9 +18,9 @@ import numpy as np
 from tqdm import tqdm
 
 from traitlens.core.atomic import atomic_path
-from traitlens.core.errors import UserError
 from traitlens.core.faults import kill_point
-from traitlens.core.h5checks import as_str, open_checked, rebuild_hint
+from traitlens.extract.frames_file import frame_pixels, open_frames, read_index
+from traitlens.faces.faces_file import FacesWriter
 from traitlens.faces.faces_qc import video_qc_row, write_face_qc
 from traitlens.faces.mediapipe_face import FaceDetector, LandmarkModel, mediapipe_version
 from traitlens.faces.video_faces import (
@@ -32,62 +32,6 @@ from traitlens.faces.video_faces import (
 )
 
 log = logging.getLogger("traitlens.faces.video_faces")
-
-REQUIRED_FRAME_DATASETS = ("frames", "video_index", "frame_index", "video_id")
-
-FACES_SCHEMA = """\
-Faces in the frames of one shard (traitlens detect_faces). Row i is row i of
-frames/<shard>.h5 (same order). Pixel coordinates: (0, 0) is the centre of the
-top-left pixel (OpenCV). Per frame:
-  success            bool (n,) a face was found, its landmarks fitted, the crop aligned
-  reason             utf-8 string (n,) '' when success, else 'no face' (the detector
-                     found none) or 'mesh failed' (the landmark model rejected the face)
-  n_faces_seen       int8 (n,) faces the full-range detector found in the frame, the
-                     kept one included (0 when none; capped at 127)
-  score              float32 (n,) detection score of the kept face; NaN when none
-  box                float32 (n, 4) x0, y0, x1, y1 of the kept face's detection box in
-                     stored-frame pixels (may reach past the frame); NaN when none
-  landmarks          float32 (n, 478, 3) mediapipe face mesh with irises (468-477):
-                     x, y stored-frame pixels, z relative depth in the scale of x
-                     (smaller = nearer the camera); NaN unless success
-  transform          float32 (n, 2, 3) similarity stored-frame pixels -> aligned
-                     pixels, [u, v] = T[:, :2] @ [x, y] + T[:, 2]; NaN unless success
-  aligned            uint8 (n, S, S, 3) RGB aligned face crop (S = aligned_size),
-                     zeros unless success; one per chunk
-  aligned_landmarks  float32 (n, 478, 2) landmarks mapped by transform; NaN unless success
-  video_index        int32 (n,) copied from the frames file
-  frame_index        int32 (n,) copied from the frames file
-Per video, row j: video_id utf-8 string (n_videos,) copied from the frames file.
-Alignment: the eye centres (mean of each eye's 16 eyelid-contour landmarks) go to
-x = S/2 -+ eye_distance*S/2, y = eye_y*S (fractions of the crop, edges at 0 and S),
-the subject's right eye on the image left. One face per video: the one most
-consistently present over its frames (traitlens.faces.video_faces.choose_main_faces).
-Attributes: aligned_size, eye_distance, eye_y, min_detection_confidence,
-min_landmark_confidence, created_by, schema."""
-
-
-def open_frames(path: str | Path) -> h5py.File:
-    """Open a frames/<shard>.h5 file, checking it has what the face stage reads."""
-    path = Path(path)
-    f = open_checked(path, "frames", "extract_shard", REQUIRED_FRAME_DATASETS)
-    problem = _shape_problem(f)
-    if problem:
-        f.close()
-        raise UserError(f"{path}: {problem}; {rebuild_hint(path, 'extract_shard')}")
-    return f
-
-
-def _shape_problem(f: h5py.File) -> str:
-    frames, video_index = f["frames"], f["video_index"]
-    if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
-        return f"frames is {frames.shape} {frames.dtype}, expected (n, H, W, 3) uint8"
-    n, n_videos = frames.shape[0], f["video_id"].shape[0]
-    if video_index.shape != (n,) or f["frame_index"].shape != (n,):
-        return "video_index / frame_index do not have one entry per frame"
-    vi = video_index[:]
-    if n and (vi.min() < 0 or vi.max() >= n_videos):
-        return f"video_index points outside the {n_videos} videos"
-    return ""
 
 
 def video_rows(video_index: np.ndarray, n_videos: int) -> list[np.ndarray]:
@@ -106,56 +50,6 @@ def _read(frames: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
 def _chunks(rows: np.ndarray, batch: int) -> Iterator[np.ndarray]:
     for start in range(0, len(rows), batch):
         yield rows[start : start + batch]
-
-
-class _FacesWriter:
-    """Preallocated output datasets, filled video by video."""
-
-    def __init__(self, path: Path, n: int, size: int, params: FaceParams):
-        self.file = h5py.File(path, "w", track_order=False)
-        self.file.attrs.update(
-            schema=FACES_SCHEMA,
-            created_by=f"traitlens.faces.video_faces with mediapipe {mediapipe_version()}",
-            **{k: v for k, v in params.as_attrs().items() if k != "region_dilation_px"},
-        )
-        spec = {
-            "success": ((n,), bool),
-            "n_faces_seen": ((n,), np.int8),
-            "score": ((n,), np.float32),
-            "box": ((n, 4), np.float32),
-            "landmarks": ((n, 478, 3), np.float32),
-            "transform": ((n, 2, 3), np.float32),
-            "aligned_landmarks": ((n, 478, 2), np.float32),
-        }
-        self.ds = {
-            name: self.file.create_dataset(name, shape, dtype=dtype, track_times=False)
-            for name, (shape, dtype) in spec.items()
-        }
-        self.ds["aligned"] = self.file.create_dataset(
-            "aligned",
-            (n, size, size, 3),
-            dtype=np.uint8,
-            chunks=(1, size, size, 3) if n else None,
-            track_times=False,
-        )
-        self.ds["reason"] = self.file.create_dataset(
-            "reason", (n,), dtype=h5py.string_dtype(), track_times=False
-        )
-
-    def write(self, rows: np.ndarray, faces: VideoFaces) -> None:
-        if not len(rows):
-            return
-        where = slice(rows[0], rows[-1] + 1) if rows[-1] - rows[0] == len(rows) - 1 else rows
-        for name, ds in self.ds.items():
-            value = getattr(faces, name)
-            ds[where] = np.array(value, dtype=object) if name == "reason" else value
-
-    def copy_index(self, frames_file: h5py.File) -> None:
-        for name in ("video_index", "frame_index"):
-            data = frames_file[name][:].astype(np.int32)
-            self.file.create_dataset(name, data=data, track_times=False)
-        ids = np.array([as_str(v) for v in frames_file["video_id"][:]], dtype=object)
-        self.file.create_dataset("video_id", data=ids, dtype=h5py.string_dtype(), track_times=False)
 
 
 def detect_faces_shard(
@@ -194,15 +88,20 @@ def detect_faces_shard(
 
 def _write_faces(src: h5py.File, out: Path, params, models, batch, progress) -> list[dict]:
     """Fill the faces file ``out`` video by video; returns the QC rows."""
-    frames = src["frames"]
+    frames = frame_pixels(src)
     n = frames.shape[0]
-    ids = [as_str(v) for v in src["video_id"][:]]
+    index = read_index(src)
+    ids = index.video_ids
     qc_rows = []
-    writer = _FacesWriter(out, n, params.aligned_size, params)
+    attrs = {
+        "created_by": f"traitlens.faces.video_faces with mediapipe {mediapipe_version()}",
+        **{k: v for k, v in params.as_attrs().items() if k != "region_dilation_px"},
+    }
+    writer = FacesWriter(out, n, params.aligned_size, attrs)
     try:
-        writer.copy_index(src)
+        writer.copy_index(index)
         bar = tqdm(total=n, desc="faces", unit="frame", file=sys.stderr, disable=not progress)
-        for video_id, rows in zip(ids, video_rows(src["video_index"][:], len(ids)), strict=True):
+        for video_id, rows in zip(ids, video_rows(index.video_index, len(ids)), strict=True):
             success, seen, reasons = [], [], []
             for chunk, part in _video_parts(frames, rows, *models, params, batch):
                 writer.write(chunk, part)
@@ -216,7 +115,7 @@ def _write_faces(src: h5py.File, out: Path, params, models, batch, progress) -> 
             )
         bar.close()
     finally:
-        writer.file.close()
+        writer.close()
     return qc_rows
 
 

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-import cv2
 import h5py
 import numpy as np
 
@@ -32,6 +31,7 @@ from traitlens.core.atomic import atomic_path, save_figure
 from traitlens.core.errors import UserError
 from traitlens.core.h5checks import as_str, open_checked, rebuild_hint
 from traitlens.faces.face_landmarks import REGIONS, connections, edge_indices, paths, polygon_area
+from traitlens.faces.faces_file import AlignedFaces
 
 log = logging.getLogger("traitlens.faces.face_template")
 
@@ -55,11 +55,11 @@ top-left pixel.
 Attributes: region_names, aligned_size, region_dilation_px, n_frames, created_by,
 schema."""
 
-_FACES_NEEDED = ("success", "aligned", "aligned_landmarks")
-
 
 def region_polygons(landmarks: np.ndarray) -> dict[str, list[np.ndarray]]:
     """{region: [polygon (k, 2), ...]} at ``landmarks`` (478, 2)."""
+    import cv2  # here, not at the top: reading a template (load_template) needs no OpenCV
+
     c = connections()
     pts = np.asarray(landmarks, dtype=np.float64)[:, :2]
 
@@ -83,6 +83,8 @@ def region_polygons(landmarks: np.ndarray) -> dict[str, list[np.ndarray]]:
 
 
 def _fill(polygons: Sequence[np.ndarray], size: int) -> np.ndarray:
+    import cv2
+
     mask = np.zeros((size, size), np.uint8)
     shift = 4  # sub-pixel vertices
     pts = [np.round(p * (1 << shift)).astype(np.int32) for p in polygons]
@@ -96,6 +98,8 @@ def region_masks(landmarks: np.ndarray, size: int, dilation_px: int = 0) -> np.n
     cores = np.stack([_fill(polys[name], size) for name in REGIONS])
     if dilation_px <= 0:
         return cores.astype(bool)
+    import cv2
+
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilation_px + 1,) * 2)
     grown = np.stack([cv2.dilate(m, kernel) for m in cores]).astype(bool)
     # distance of every pixel to each region's polygon: contested pixels go to the nearest
@@ -105,10 +109,6 @@ def region_masks(landmarks: np.ndarray, size: int, dilation_px: int = 0) -> np.n
     return grown & owner
 
 
-def _open_faces(path: Path) -> h5py.File:
-    return open_checked(path, "faces", "detect_faces", _FACES_NEEDED)
-
-
 def mean_aligned_face(
     faces_paths: Sequence[str | Path], batch: int = 256
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -116,8 +116,8 @@ def mean_aligned_face(
     over the successful frames of the given faces files, read in batches."""
     sum_lm, sum_img, n, size = None, None, 0, None
     for path in map(Path, faces_paths):
-        with _open_faces(path) as f:
-            s = f["aligned"].shape[1]
+        with AlignedFaces(path) as faces:
+            s = faces.size
             if size is not None and s != size:
                 raise UserError(
                     f"{path}: aligned crops are {s} px, other shards' are {size} px; rerun "
@@ -126,15 +126,10 @@ def mean_aligned_face(
             size = s
             if sum_lm is None:
                 sum_lm, sum_img = np.zeros((478, 2)), np.zeros((s, s, 3))
-            success = f["success"][:]
-            for start in range(0, len(success), batch):
-                ok = success[start : start + batch]
-                if not ok.any():
-                    continue
-                sl = slice(start, start + len(ok))
-                sum_lm += f["aligned_landmarks"][sl][ok].sum(axis=0, dtype=np.float64)
-                sum_img += f["aligned"][sl][ok].sum(axis=0, dtype=np.float64)
-                n += int(ok.sum())
+            for landmarks, crops in faces.successful(batch):
+                sum_lm += landmarks.sum(axis=0, dtype=np.float64)
+                sum_img += crops.sum(axis=0, dtype=np.float64)
+                n += len(crops)
     if not n:
         raise UserError(
             f"no face was found in any frame of {len(faces_paths)} faces file(s); see "

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from traitlens.core.errors import UserError
+from traitlens.core.config import from_section
 from traitlens.faces.alignment import alignment_transform, apply_affine, warp_face
 from traitlens.faces.face_landmarks import N_LANDMARKS
 from traitlens.faces.mediapipe_face import Detection, FaceDetector, LandmarkModel
@@ -42,36 +42,8 @@ class FaceParams:
 
     @classmethod
     def from_mapping(cls, cfg: Mapping | None) -> FaceParams:
-        """Read ``faces:``; missing keys take the defaults; UserError names a bad key."""
-        cfg = dict(cfg or {})
-        known = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(cfg) - set(known))
-        if unknown:
-            raise UserError(f"config faces: unknown key(s) {unknown}; known: {sorted(known)}")
-        values = {}
-        for name, value in cfg.items():
-            kind = int if known[name] == "int" else float
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise UserError(f"config faces.{name}: {value!r} is not a number")
-            if kind is int and value != int(value):
-                raise UserError(f"config faces.{name}: {value!r} must be a whole number")
-            values[name] = kind(value)
-        out = cls(**values)
-        out._check()
-        return out
-
-    def _check(self) -> None:
-        rules = [
-            ("aligned_size", 16 <= self.aligned_size <= 1024, "between 16 and 1024"),
-            ("eye_distance", 0 < self.eye_distance < 1, "a fraction of the crop width in (0, 1)"),
-            ("eye_y", 0 < self.eye_y < 1, "a fraction of the crop height in (0, 1)"),
-            ("min_detection_confidence", 0 <= self.min_detection_confidence <= 1, "in [0, 1]"),
-            ("min_landmark_confidence", 0 <= self.min_landmark_confidence <= 1, "in [0, 1]"),
-            ("region_dilation_px", self.region_dilation_px >= 0, ">= 0"),
-        ]
-        for name, ok, what in rules:
-            if not ok:
-                raise UserError(f"config faces.{name}: {getattr(self, name)!r} must be {what}")
+        """From the validated ``faces:`` section."""
+        return from_section(cls, cfg, "faces")
 
     def as_attrs(self) -> dict[str, float | int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -8,12 +8,13 @@ U units, p = 1 - (1 - tail)^U. Both are computed in log space so that neither un
 nor loses precision for large F. A permutation null (AU values shuffled over frames)
 gives the empirical false-positive rate next to the analytic p.
 
-The rule-level part (:func:`au_unit_frames`, :func:`emergence_table`, :func:`null_table`,
-:func:`plot_emergence`) joins the face model's activation dumps with the AU tables and
-searches all units of all dumped layers at once: U is their total, since the correction
-is over every unit searched. Ties at the N-th value are broken at random (seeded): frames
-that tie (an AU at 0 in most frames, a unit silent in most) would otherwise be taken in
-frame order, and an AU's and a unit's tied blocks would then share the same first frames
+The rule-level part (:func:`au_unit_frames`, :func:`emergence_table`, :func:`null_table`;
+the figure: :mod:`traitlens.interpret.au_emergence_figure`) joins the face model's
+activation dumps with the AU tables and searches all units of all dumped layers at once:
+U is their total, since the correction is over every unit searched. Ties at the N-th
+value are broken at random (seeded): frames that tie (an AU at 0 in most frames, a unit
+silent in most) would otherwise be taken in frame order, and an AU's and a unit's tied
+blocks would then share the same first frames
 and overlap by construction.
 """
 
@@ -220,7 +221,7 @@ def au_unit_frames(
     (F,)): the frames the dumps and the successful AU rows share; a unit's value per
     frame is the dump's ``max`` reduction, the layers' units side by side in
     ``dump_paths`` order."""
-    from traitlens.interpret.activation_dump import dump_info, read_keys, read_reduction
+    from traitlens.interpret.dump_file import dump_info, read_keys, read_reduction
 
     if not dump_paths:
         raise UserError("find_au_detectors: no activation dump given (config activations.layers)")
@@ -450,64 +451,3 @@ def write_table(table: pd.DataFrame, path: str | Path) -> None:
     from traitlens.core.atomic import write_tsv
 
     write_tsv(table, path, "%.6g")
-
-
-def plot_emergence(table: pd.DataFrame, null: pd.DataFrame, alpha: float, path: str | Path) -> None:
-    """Top: -log10 p per AU, the alpha line, significant bars coloured, each bar annotated
-    with its best unit (layer#unit) and I_max. Bottom: the null's false-positive rate per
-    AU against alpha."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from traitlens.core.atomic import save_figure
-
-    aus = list(table["au"])
-    x = np.arange(len(aus))
-    height = -table["log10_p"].to_numpy(dtype=float)
-    significant = table["log10_p"].to_numpy(dtype=float) < np.log10(alpha)
-    fig, (top, bottom) = plt.subplots(
-        2, 1, figsize=(max(6.0, 0.55 * len(aus) + 2), 7.0), height_ratios=[2, 1], sharex=True
-    )
-    top.bar(x, height, color=np.where(significant, "tab:red", "tab:gray"))
-    top.axhline(-np.log10(alpha), color="k", ls="--", lw=0.8, label=f"alpha = {alpha:g}")
-    ceiling = max(float(height.max()) if len(height) else 0.0, -np.log10(alpha)) * 1.25 + 0.5
-    top.set_ylim(0, ceiling)
-    for xi, row, h in zip(x, table.itertuples(), height, strict=True):
-        label = "—" if int(row.unit) < 0 else f"{row.layer}#{row.unit}\nI={row.i_max}"
-        top.annotate(label, (xi, h), xytext=(0, 2), textcoords="offset points",
-                     ha="center", va="bottom", fontsize=6, rotation=90)  # fmt: skip
-    n0 = table.iloc[0] if len(table) else None
-    detail = f" (N = {n0['n']}, F = {n0['f']}, U = {n0['u']})" if n0 is not None else ""
-    top.set_ylabel("-log10 p (corrected for U units)")
-    top.set_title(f"AU detector emergence: best unit per AU{detail}", fontsize=10)
-    from matplotlib.patches import Patch
-
-    handles = [
-        *top.get_legend_handles_labels()[0],
-        Patch(color="tab:red", label="p < alpha"),
-        Patch(color="tab:gray", label="not significant"),
-    ]
-    top.legend(handles=handles, loc="upper right", fontsize=8)
-    per_au = null.set_index("au")["false_positive_rate"].reindex(aus).to_numpy(dtype=float)
-    within_col = "false_positive_rate_within_video"
-    if within_col in null:
-        within = null.set_index("au")[within_col].reindex(aus).to_numpy(dtype=float)
-        bottom.bar(x - 0.2, np.nan_to_num(per_au), width=0.4, color="tab:blue",
-                   label="frames shuffled over the data set")  # fmt: skip
-        bottom.bar(x + 0.2, np.nan_to_num(within), width=0.4, color="tab:orange",
-                   label="frames shuffled within their video")  # fmt: skip
-        per_au = np.fmax(per_au, within)
-    else:
-        bottom.bar(x, np.nan_to_num(per_au), color="tab:blue")
-    bottom.axhline(alpha, color="k", ls="--", lw=0.8, label=f"alpha = {alpha:g}")
-    pooled = null.loc[null["au"] == "all", "false_positive_rate"]
-    pooled_text = f"{float(pooled.iloc[0]):.3f}" if len(pooled) else "n/a"
-    bottom.set_ylabel("false-positive rate")
-    bottom.set_title(f"permutation null (all AUs pooled: {pooled_text})", fontsize=10)
-    bottom.set_ylim(0, min(1.05, max(2.5 * alpha, float(np.nanmax(per_au, initial=0.0)) * 1.2)))
-    bottom.legend(loc="upper right", fontsize=8)
-    bottom.set_xticks(x, aus, rotation=45, ha="right", fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=110)

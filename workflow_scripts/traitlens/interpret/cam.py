@@ -7,63 +7,32 @@ head, so for it we compute Grad-CAM (Selvaraju et al. ICCV'17) at conv5_3: the s
 weighted sum with weights alpha_{k,t} = mean over space of d logit_t / d A_k, then ReLU.
 Comparing the two tells whether the CAM variant looks where the paper's model looks.
 
-``cam/<source>.h5`` (source img | face | img_gradcam) holds the raw maps at the
-network's resolution with the keys of the frames they came from; the figures and the
-face-overlap table upsample them to the image (:mod:`traitlens.interpret.cam_face_overlap`).
+``cam/<source>.h5`` (source img | face | img_gradcam; its format:
+:mod:`traitlens.interpret.cam_file`) holds the raw maps at the network's resolution with
+the keys of the frames they came from; the figures (:mod:`traitlens.interpret.cam_figures`)
+and the face-overlap table (:mod:`traitlens.interpret.cam_face_overlap`) upsample them to
+the image.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from traitlens.core.atomic import atomic_path, save_figure, write_tsv
 from traitlens.core.errors import UserError
-from traitlens.core.h5checks import as_str, open_checked, rebuild_hint
-from traitlens.interpret.cam_face_overlap import frame_overlaps_and_areas, upsample_map
+from traitlens.interpret.cam_file import write_cam_file
 from traitlens.models.dan import TRAIT_ORDER, DanCam, DanPlus, _child_name
 from traitlens.models.train import resolve_device
-from traitlens.models.train_data import (
-    PixelReader,
-    SampleIndex,
-    build_index,
-    read_by_shard_row,
-    sequential_plan,
-    shard_lookup,
-)
+from traitlens.models.train_data import SampleIndex, build_index, sequential_plan
 from traitlens.models.visual_model import RunConfig, load_trained, model_batches, on_device
 
 log = logging.getLogger("traitlens.interpret.cam")
-
-CAM_SCHEMA = """\
-Class activation maps of one model on the frames of one split (traitlens compute_cam).
-Per frame, row i (N = the usable frames of the split, in shard-file order):
-  video_id     utf-8 string (N,) the frame's video
-  frame_index  int32 (N,) 0-based index of the frame in its video
-  shard_file   utf-8 string (N,) basename of the shard file the pixels came from
-               (frames/<shard>.h5 for kind img, faces/<shard>.h5 for kind face)
-  row          int64 (N,) row in that file's pixel dataset (frames | aligned)
-  maps         float32 (N, 5, h, w) raw maps at the network's resolution, traits in
-               attr traits order; method cam: CAM_t = sum_k w_{k,t} A_k over the maps A_k
-               of the cam_conv layer (after its ReLU), whose spatial mean plus the head's
-               bias is trait t's logit; method gradcam: ReLU(sum_k alpha_{k,t} A_k) over
-               the post-ReLU maps A_k of attr layer, alpha_{k,t} = spatial mean of
-               d logit_t / d A_k (logit = the output before the sigmoid). The model saw
-               the whole image squashed to input_size x input_size, so map cell (y, x)
-               covers the same fraction of the image's height and width.
-  predictions  float32 (N, 5) the model's output (after the sigmoid)
-Attributes: source, method (cam | gradcam), layer, kind (img | face), input_size, traits,
-split, created_by, schema."""
-
-DATASETS = ("video_id", "frame_index", "shard_file", "row", "maps", "predictions")
 
 
 def _batches(model: DanPlus, kind: str, index: SampleIndex, batch_size: int, device, run):
@@ -179,173 +148,9 @@ def gradcam_for_index(
     return (maps if maps is not None else _empty_maps(0, model)), pred
 
 
-def write_cam_file(
-    path: str | Path,
-    source: str,
-    method: str,
-    layer: str,
-    kind: str,
-    input_size: int,
-    split: str,
-    index: SampleIndex,
-    maps: np.ndarray,
-    predictions: np.ndarray,
-) -> None:
-    """Write ``cam/<source>.h5`` (CAM_SCHEMA) atomically."""
-    n = len(index)
-    if maps.shape[:2] != (n, len(TRAIT_ORDER)) or predictions.shape != (n, len(TRAIT_ORDER)):
-        raise ValueError(f"maps {maps.shape} / predictions {predictions.shape} for {n} frames")
-    strings = h5py.string_dtype()
-    with atomic_path(path) as tmp, h5py.File(tmp, "w", track_order=False) as f:
-        f.attrs.update(
-            source=source,
-            method=method,
-            layer=layer,
-            kind=kind,
-            input_size=int(input_size),
-            traits=list(TRAIT_ORDER),
-            split=split,
-            created_by=f"traitlens.interpret.cam with torch {torch.__version__}",
-            schema=CAM_SCHEMA,
-        )
-        shard_files = np.array([Path(index.paths[i]).name for i in index.file], dtype=object)
-        values = {
-            "video_id": (np.array(index.video_id, dtype=object), strings),
-            "frame_index": (index.frame_index.astype(np.int32), None),
-            "shard_file": (shard_files, strings),
-            "row": (index.row.astype(np.int64), None),
-            "maps": (maps.astype(np.float32), None),
-            "predictions": (predictions.astype(np.float32), None),
-        }
-        for name, (data, dtype) in values.items():
-            f.create_dataset(name, data=data, dtype=dtype, track_times=False)
-
-
-def read_cam_file(path: str | Path) -> dict:
-    """A CAM file as one dict: its attributes (source, method, layer, kind, input_size,
-    traits, split, created_by, schema) and its datasets as arrays (video_id and
-    shard_file as object arrays of str)."""
-    with open_checked(path, "CAM", "compute_cam", DATASETS) as f:
-        out: dict = {
-            k: (as_str(v) if isinstance(v, bytes | str) else v) for k, v in f.attrs.items()
-        }
-        for name in ("video_id", "shard_file"):
-            out[name] = np.array([as_str(v) for v in f[name][:]], dtype=object)
-        for name in ("frame_index", "row", "maps", "predictions"):
-            out[name] = f[name][:]
-    n = len(out["video_id"])
-    traits = len(TRAIT_ORDER)
-    shapes_ok = (
-        out["maps"].ndim == 4
-        and out["maps"].shape[:2] == (n, traits)
-        and out["predictions"].shape == (n, traits)
-        and all(len(out[k]) == n for k in ("frame_index", "row", "shard_file"))
-    )
-    missing = [k for k in ("kind", "method", "source", "split", "layer") if k not in out]
-    if not shapes_ok or missing:
-        problem = f"missing attributes {missing}" if missing else "datasets of unequal length"
-        raise UserError(
-            f"{path}: not a valid CAM file ({problem}); {rebuild_hint(path, 'compute_cam')}"
-        )
-    out["traits"] = [as_str(t) for t in out.get("traits", TRAIT_ORDER)]
-    out["input_size"] = int(out.get("input_size", 0))
-    return out
-
-
-def _display(up: np.ndarray) -> np.ndarray:
-    """A map scaled to 0..1 by its own min and max, as Zhou et al. show CAMs."""
-    low, high = float(up.min()), float(up.max())
-    return (up - low) / (high - low) if high > low else np.zeros_like(up)
-
-
-def cam_grid_figure(
-    images: np.ndarray,
-    maps: np.ndarray,
-    scores: np.ndarray,
-    title: str,
-    path: str | Path,
-    alpha: float,
-    columns: int = 5,
-) -> None:
-    """Grid of the images (uint8 K x H x W x 3) with their maps (K x h x w) upsampled to
-    the image and overlaid as a jet heat map (each scaled by its own min and max), each
-    tile titled with its predicted score; saved as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    k = len(images)
-    cols = max(1, min(columns, k))
-    rows = max(1, math.ceil(k / cols))
-    height, width = (images.shape[1], images.shape[2]) if k else (1, 1)
-    tile = 2.2
-    fig, axes = plt.subplots(
-        rows,
-        cols,
-        figsize=(cols * tile * max(1.0, width / height), rows * tile + 0.6),
-        squeeze=False,
-    )
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= k:
-            continue
-        ax.imshow(images[i])
-        heat = _display(upsample_map(maps[i], height, width))
-        ax.imshow(heat, cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0)
-        ax.set_title(f"{scores[i]:.3f}", fontsize=9)
-    if k == 0:
-        axes.flat[0].text(0.5, 0.5, "no frames", ha="center", va="center")
-    fig.suptitle(title)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=100)
-
-
-def overlap_histogram(table: pd.DataFrame, min_overlap: float, path: str | Path) -> None:
-    """Histogram of the face overlap (scored rows, all traits) per source, a line at
-    ``min_overlap`` and the share at or above it in the legend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    bins = np.linspace(0.0, 1.0, 21)
-    for source, rows in table.groupby("source", sort=True):
-        values = rows["overlap"].to_numpy(dtype=float)
-        values = values[np.isfinite(values)]
-        share = float(np.mean(values >= min_overlap)) if len(values) else float("nan")
-        ax.hist(
-            values,
-            bins=bins,
-            histtype="step",
-            linewidth=1.8,
-            label=f"{source}: {share:.1%} >= {min_overlap:g} (n={len(values)})",
-        )
-    ax.axvline(min_overlap, color="k", linestyle="--", linewidth=1)
-    ax.set(
-        xlabel="|face box AND binarised map| / |binarised map|",
-        ylabel="frame-trait pairs",
-        title="Share of the highlighted region on the detected face",
-        xlim=(0, 1),
-    )
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=110)
-
-
 # --- what the entry scripts run -------------------------------------------------------
 
 METHODS = ("cam", "gradcam")
-OVERLAP_COLUMNS = (
-    "source",
-    "video_id",
-    "frame_index",
-    "trait",
-    "face_found",
-    "overlap",
-    "cam_area",
-)
 
 
 def compute_cam_file(
@@ -391,111 +196,9 @@ def compute_cam_file(
         layer = "cam_conv"
     else:
         maps, pred = gradcam_for_index(model, kind, index, batch_size, device, run, layer)
-    write_cam_file(out, source, method, layer, kind, model.cfg.input_size, split, index, maps, pred)
+    write_cam_file(
+        out, source, method, layer, kind, model.cfg.input_size, split, index, maps, pred,
+        traits=TRAIT_ORDER,
+        created_by=f"traitlens.interpret.cam with torch {torch.__version__}",
+    )  # fmt: skip
     return len(index)
-
-
-def plot_cam_figures(
-    cam_path: str | Path,
-    data: Sequence[str | Path],
-    out_paths: Sequence[str | Path],
-    n_frames: int,
-    alpha: float,
-) -> None:
-    """One grid per trait (``out_paths`` in TRAIT_ORDER): the ``n_frames`` frames with
-    the highest prediction of the trait (ties: earlier frame first), map overlaid."""
-    cam = read_cam_file(cam_path)
-    if len(out_paths) != len(TRAIT_ORDER):
-        raise ValueError(f"{len(out_paths)} figure paths for {len(TRAIT_ORDER)} traits")
-    kind = cam["kind"]
-    lookup = shard_lookup(cam["shard_file"], data, f"{kind} shard", cam_path, "compute_cam")
-    reader = PixelReader(kind, [str(p) for p in data])
-    try:
-        for t, (trait, out) in enumerate(zip(TRAIT_ORDER, out_paths, strict=True)):
-            top = np.argsort(-cam["predictions"][:, t], kind="stable")[:n_frames]
-            images = (
-                read_by_shard_row(reader, lookup, cam["shard_file"][top], cam["row"][top])
-                if len(top)
-                else np.zeros((0, 1, 1, 3), np.uint8)
-            )
-            title = (
-                f"{cam['source']}: top {len(top)} {cam['split']} frames by predicted {trait} "
-                f"({cam['method']}, {cam['layer']})"
-            )
-            cam_grid_figure(
-                images, cam["maps"][top, t], cam["predictions"][top, t], title, out, alpha
-            )
-    finally:
-        reader.close()
-
-
-def face_overlap_table(
-    cam_paths: Sequence[str | Path],
-    faces: Sequence[str | Path],
-    frames: Sequence[str | Path],
-    threshold: float,
-) -> pd.DataFrame:
-    """One row per (CAM file, frame, trait): columns OVERLAP_COLUMNS. Each map is
-    upsampled to its stored frame (H x W from the frames file's ``frames`` dataset),
-    binarised at ``threshold`` of its maximum and compared with the face ``box`` of the
-    faces file of the same basename and row. face_found: the detector kept a face (a
-    finite box, even where the landmark fit failed); overlap NaN when not, or when the
-    binarised map is empty; cam_area: fraction of the frame the binarised map covers."""
-    parts = []
-    for cam_path in cam_paths:
-        cam = read_cam_file(cam_path)
-        if cam["kind"] != "img":
-            raise UserError(
-                f"{cam_path}: maps of {cam['kind']} inputs; the face overlap needs maps of "
-                "whole frames (kind img: sources img and img_gradcam)"
-            )
-        shards = sorted(set(cam["shard_file"]))
-        face_no = shard_lookup(shards, faces, "faces", cam_path, "compute_cam")
-        frame_no = shard_lookup(shards, frames, "frames", cam_path, "compute_cam")
-        n = len(cam["row"])
-        overlap = np.full((n, len(TRAIT_ORDER)), np.nan)
-        area = np.zeros((n, len(TRAIT_ORDER)))
-        found = np.zeros(n, dtype=bool)
-        for shard in shards:
-            at = np.flatnonzero(cam["shard_file"] == shard)
-            with open_checked(frames[frame_no[shard]], "frames", "extract_shard", ["frames"]) as f:
-                height, width = (int(v) for v in f["frames"].shape[1:3])
-            with open_checked(faces[face_no[shard]], "faces", "detect_faces", ["box"]) as f:
-                box = f["box"][:]
-            rows = cam["row"][at]
-            if len(rows) and rows.max() >= len(box):
-                raise UserError(
-                    f"{faces[face_no[shard]]}: {len(box)} face rows, but {cam_path} refers to "
-                    f"row {rows.max()}; {rebuild_hint(cam_path, 'compute_cam')}"
-                )
-            boxes = box[rows].astype(np.float64)
-            found[at] = np.isfinite(boxes).all(axis=1)
-            overlap[at], area[at] = frame_overlaps_and_areas(
-                cam["maps"][at], boxes, height, width, threshold
-            )
-        n_traits = len(TRAIT_ORDER)
-        parts.append(
-            pd.DataFrame(
-                {
-                    "source": cam["source"],
-                    "video_id": np.repeat(cam["video_id"], n_traits),
-                    "frame_index": np.repeat(cam["frame_index"], n_traits),
-                    "trait": np.tile(np.array(TRAIT_ORDER, dtype=object), n),
-                    "face_found": np.repeat(found, n_traits),
-                    "overlap": overlap.reshape(-1),
-                    "cam_area": area.reshape(-1),
-                }
-            )
-        )
-    if not parts:
-        return pd.DataFrame(columns=list(OVERLAP_COLUMNS))
-    return pd.concat(parts, ignore_index=True).loc[:, list(OVERLAP_COLUMNS)]
-
-
-def write_overlap_tables(
-    table: pd.DataFrame, summary: pd.DataFrame, table_path: str | Path, summary_path: str | Path
-) -> None:
-    """Both TSVs atomically: 6 decimals, empty cells for NaN, booleans as true/false."""
-    out = table.astype({"face_found": bool})
-    write_tsv(out, table_path, "%.6f")
-    write_tsv(summary, summary_path, "%.6f")

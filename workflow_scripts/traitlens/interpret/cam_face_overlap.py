@@ -4,33 +4,87 @@ M_CAM is the map upsampled to the stored frame (bilinear; the model saw the whol
 squashed to a square, so stretching the map back to H x W puts each cell over the pixels
 it saw) and binarised at ``fraction`` of its maximum (Zhou et al. CVPR'16 used 20%).
 M_face is the detected face box. overlap = |M_face AND M_CAM| / |M_CAM|: the share of
-the highlighted region that lies on the face.
+the highlighted region that lies on the face. :func:`face_overlap_table` is the
+cam_face_overlap rule's table, from the CAM files (:mod:`traitlens.interpret.cam_file`).
 
 Box coordinates follow the faces files: (0, 0) is the centre of the top-left pixel, so
 pixel (row r, column c) is inside box (x0, y0, x1, y1) when x0 <= c <= x1 and
 y0 <= r <= y1 (edges inclusive).
+
+numpy only (no PyTorch): the upsampling reproduces torch's CPU ``F.interpolate(mode=
+"bilinear", align_corners=False)``, which the rule used before, bit for bit on maps of at
+least 2 x 2 cells (CAM maps are input_size / 16 >= 2 a side) at the configs' frame sizes
+(216 x 384, 360 x 640; tests/test_torch_free.py), so the tables keep their bytes. For
+small frames torch rounds in another order: values may differ by one float32 ulp.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 
-# frames upsampled at once in frame_overlaps: 64 x 5 x 216 x 384 float32 is ~100 MB
-CHUNK_FRAMES = 64
+from traitlens.core.atomic import write_tsv
+from traitlens.core.errors import UserError
+from traitlens.core.h5checks import rebuild_hint
+from traitlens.extract import frames_file
+from traitlens.faces import faces_file
+from traitlens.interpret.cam_file import RULE as CAM_RULE
+from traitlens.interpret.cam_file import read_cam_file
+from traitlens.interpret.frame_refs import shard_lookup
+
+# frames upsampled at once in frame_overlaps: 16 x 5 x 216 x 384 float64 temporaries
+# are ~50 MB each
+CHUNK_FRAMES = 16
+OVERLAP_COLUMNS = (
+    "source",
+    "video_id",
+    "frame_index",
+    "trait",
+    "face_found",
+    "overlap",
+    "cam_area",
+)
 
 
-def _upsample(maps: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(N, T, h, w) -> (N, T, height, width), bilinear, align_corners False."""
-    return F.interpolate(maps, size=(height, width), mode="bilinear", align_corners=False)
+def _fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """float32 a * b + c as torch's compiled kernels fuse it: the float64 product of two
+    float32 values is exact, so only the sum is rounded (no separate float32 product)."""
+    return (np.asarray(a, np.float64) * b + c).astype(np.float32)
+
+
+def _linear_weights(n_in: int, n_out: int):
+    """(index0, index1, lambda0, lambda1) per output position, float32 as in torch's
+    compute_source_index_and_lambda (half-pixel centres, clamped at the edges)."""
+    if n_in == n_out:  # torch copies
+        idx = np.arange(n_out)
+        return idx, idx, np.ones(n_out, np.float32), np.zeros(n_out, np.float32)
+    scale = np.float32(n_in) / np.float32(n_out)
+    centre = np.arange(n_out, dtype=np.float32) + np.float32(0.5)
+    src = np.maximum(_fma(centre, scale, np.float32(-0.5)), np.float32(0))
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    l1 = np.clip(src - i0.astype(np.float32), np.float32(0), np.float32(1)).astype(np.float32)
+    return i0, i1, (np.float32(1) - l1).astype(np.float32), l1
+
+
+def _upsample(maps: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(N, T, h, w) -> (N, T, height, width) float32, bilinear, align_corners False: along
+    the width, then along the height, with torch's operation order."""
+    maps = np.asarray(maps, dtype=np.float32)
+    y0, y1, a0, a1 = _linear_weights(maps.shape[-2], height)
+    x0, x1, b0, b1 = _linear_weights(maps.shape[-1], width)
+    r0, r1 = maps[..., y0, :], maps[..., y1, :]
+    t0 = _fma(r0[..., x0], b0, r0[..., x1] * b1)
+    t1 = _fma(r1[..., x0], b0, r1[..., x1] * b1)
+    return _fma(t0, a0[:, None], t1 * a1[:, None])
 
 
 def upsample_map(m: np.ndarray, height: int, width: int) -> np.ndarray:
     """One (h, w) map stretched to (height, width) float32, bilinear, align_corners False."""
-    x = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
-    return _upsample(x, height, width)[0, 0].numpy()
+    return _upsample(np.asarray(m, dtype=np.float32)[None, None], height, width)[0, 0]
 
 
 def binarise(up: np.ndarray, fraction: float) -> np.ndarray:
@@ -76,27 +130,31 @@ def frame_overlaps_and_areas(
         raise ValueError(f"{n} frames of maps but {len(boxes)} boxes")
     overlap = np.full((n, t), np.nan)
     area = np.zeros((n, t))
-    rows = torch.arange(height, dtype=torch.float64)
-    cols = torch.arange(width, dtype=torch.float64)
+    rows = np.arange(height, dtype=np.float64)
+    cols = np.arange(width, dtype=np.float64)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
-        up = _upsample(torch.from_numpy(maps[start:stop]), height, width)
-        peak = up.amax(dim=(2, 3), keepdim=True)
+        up = _upsample(maps[start:stop], height, width)
+        peak = up.max(axis=(2, 3), keepdims=True)
         # an infinite threshold leaves a map with nothing positive empty
-        level = torch.where(peak > 0, fraction * peak, torch.full_like(peak, float("inf")))
+        level = np.where(peak > 0, fraction * peak, np.float32(np.inf)).astype(np.float32)
         # 0/1 as float: the counts below are then matrix products (exact: < 2**24)
-        mask = (up >= level).float()
-        box = torch.from_numpy(boxes[start:stop])
+        mask = (up >= level).astype(np.float32)
+        box = boxes[start:stop]
         # NaN boxes compare False everywhere: no pixel inside; their overlap is set NaN below
-        in_rows = ((rows[None, :] >= box[:, 1:2]) & (rows[None, :] <= box[:, 3:4])).float()
-        in_cols = ((cols[None, :] >= box[:, 0:1]) & (cols[None, :] <= box[:, 2:3])).float()
-        mask_area = mask.sum(dim=(2, 3)).double()
-        inter = torch.einsum("bh,bthw,bw->bt", in_rows, mask, in_cols).double()
+        in_rows = ((rows[None, :] >= box[:, 1:2]) & (rows[None, :] <= box[:, 3:4])).astype(
+            np.float32
+        )
+        in_cols = ((cols[None, :] >= box[:, 0:1]) & (cols[None, :] <= box[:, 2:3])).astype(
+            np.float32
+        )
+        mask_area = mask.sum(axis=(2, 3), dtype=np.float64)
+        inter = (in_rows[:, None, None, :] @ mask @ in_cols[:, None, :, None])[..., 0, 0]
         with np.errstate(invalid="ignore", divide="ignore"):
-            part = (inter / mask_area).numpy()
-        valid = (mask_area.numpy() > 0) & np.isfinite(boxes[start:stop]).all(axis=1)[:, None]
+            part = inter.astype(np.float64) / mask_area
+        valid = (mask_area > 0) & np.isfinite(box).all(axis=1)[:, None]
         overlap[start:stop] = np.where(valid, part, np.nan)
-        area[start:stop] = mask_area.numpy() / (height * width)
+        area[start:stop] = mask_area / (height * width)
     return overlap, area
 
 
@@ -147,3 +205,74 @@ def overlap_summary(table: pd.DataFrame, min_overlap: float) -> pd.DataFrame:
             "median_overlap",
         ],
     )
+
+
+def face_overlap_table(
+    cam_paths: Sequence[str | Path],
+    faces: Sequence[str | Path],
+    frames: Sequence[str | Path],
+    threshold: float,
+) -> pd.DataFrame:
+    """One row per (CAM file, frame, trait): columns OVERLAP_COLUMNS. Each map is
+    upsampled to its stored frame (H x W from the frames file's ``frames`` dataset),
+    binarised at ``threshold`` of its maximum and compared with the face ``box`` of the
+    faces file of the same basename and row. face_found: the detector kept a face (a
+    finite box, even where the landmark fit failed); overlap NaN when not, or when the
+    binarised map is empty; cam_area: fraction of the frame the binarised map covers."""
+    parts = []
+    for cam_path in cam_paths:
+        cam = read_cam_file(cam_path)
+        if cam["kind"] != "img":
+            raise UserError(
+                f"{cam_path}: maps of {cam['kind']} inputs; the face overlap needs maps of "
+                "whole frames (kind img: sources img and img_gradcam)"
+            )
+        shards = sorted(set(cam["shard_file"]))
+        face_no = shard_lookup(shards, faces, "faces", cam_path, CAM_RULE)
+        frame_no = shard_lookup(shards, frames, "frames", cam_path, CAM_RULE)
+        n = len(cam["row"])
+        traits = cam["traits"]
+        overlap = np.full((n, len(traits)), np.nan)
+        area = np.zeros((n, len(traits)))
+        found = np.zeros(n, dtype=bool)
+        for shard in shards:
+            at = np.flatnonzero(cam["shard_file"] == shard)
+            height, width = frames_file.read_frame_size(frames[frame_no[shard]])
+            box = faces_file.read_boxes(faces[face_no[shard]])
+            rows = cam["row"][at]
+            if len(rows) and rows.max() >= len(box):
+                raise UserError(
+                    f"{faces[face_no[shard]]}: {len(box)} face rows, but {cam_path} refers to "
+                    f"row {rows.max()}; {rebuild_hint(cam_path, CAM_RULE)}"
+                )
+            boxes = box[rows].astype(np.float64)
+            found[at] = np.isfinite(boxes).all(axis=1)
+            overlap[at], area[at] = frame_overlaps_and_areas(
+                cam["maps"][at], boxes, height, width, threshold
+            )
+        n_traits = len(traits)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "source": cam["source"],
+                    "video_id": np.repeat(cam["video_id"], n_traits),
+                    "frame_index": np.repeat(cam["frame_index"], n_traits),
+                    "trait": np.tile(np.array(traits, dtype=object), n),
+                    "face_found": np.repeat(found, n_traits),
+                    "overlap": overlap.reshape(-1),
+                    "cam_area": area.reshape(-1),
+                }
+            )
+        )
+    if not parts:
+        return pd.DataFrame(columns=list(OVERLAP_COLUMNS))
+    return pd.concat(parts, ignore_index=True).loc[:, list(OVERLAP_COLUMNS)]
+
+
+def write_overlap_tables(
+    table: pd.DataFrame, summary: pd.DataFrame, table_path: str | Path, summary_path: str | Path
+) -> None:
+    """Both TSVs atomically: 6 decimals, empty cells for NaN, booleans as true/false."""
+    out = table.astype({"face_found": bool})
+    write_tsv(out, table_path, "%.6f")
+    write_tsv(summary, summary_path, "%.6f")

@@ -18,7 +18,8 @@ mouth)?", on the aligned faces, whose semantic regions are masks on the face tem
 
 The core functions are pure numpy and vectorised (a layer of 512 units scores in well
 under a second from its top-K maps); the maps of a whole data set are streamed in
-chunks. At the bottom, ``find_detectors`` is the find_detectors rule's work.
+chunks. At the bottom, ``find_detectors`` is the find_detectors rule's work; its figures
+are drawn by :mod:`traitlens.interpret.detector_figures`.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ import numpy as np
 import pandas as pd
 
 from traitlens.core import atomic
-from traitlens.core.atomic import save_figure
 from traitlens.core.faults import kill_point
 from traitlens.faces.face_template import load_template
+from traitlens.interpret.detector_figures import plot_layer_histograms
 
 log = logging.getLogger("traitlens.interpret.detectors")
 
@@ -357,66 +358,6 @@ def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
     atomic.write_tsv(frame, path, "%.6g")
 
 
-# --- figures -----------------------------------------------------------------------------------
-
-
-def _colours(region_names: Sequence[str]) -> list[str]:
-    from traitlens.faces.face_template import REGION_COLOURS
-
-    spare = ["#f58231", "#911eb4", "#46f0f0", "#f032e6"]
-    return [REGION_COLOURS.get(name, spare[i % len(spare)]) for i, name in enumerate(region_names)]
-
-
-def plot_layer_histograms(
-    layer: str,
-    hist: np.ndarray,
-    scores: np.ndarray,
-    mean_face: np.ndarray,
-    masks: np.ndarray,
-    region_names: Sequence[str],
-    path: str | Path,
-) -> None:
-    """The mean face with the summed histogram of all the layer's units as a heat
-    overlay and the region outlines, then, per region, the histogram of the unit that
-    scores highest for it (its number and score in the title)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colours = _colours(region_names)
-    size = masks.shape[-1]
-    n_regions = len(region_names)
-    fig, axes = plt.subplots(1, 1 + n_regions, figsize=(2.6 * (1 + n_regions), 3.0), dpi=110)
-
-    def outlines(ax):
-        for mask, colour in zip(masks, colours, strict=True):
-            if mask.any():
-                ax.contour(mask, levels=[0.5], colors=[colour], linewidths=0.9)
-        ax.set_xlim(-0.5, size - 0.5)
-        ax.set_ylim(size - 0.5, -0.5)
-        ax.set_xticks([])
-        ax.set_yticks([])
-
-    total = hist.sum(axis=0)
-    axes[0].imshow(mean_face, interpolation="bilinear")
-    if total.max() > 0:
-        axes[0].imshow(total / total.max(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
-    outlines(axes[0])
-    axes[0].set_title(f"{layer}: all {len(hist)} units", fontsize=9)
-    for r, name in enumerate(region_names):
-        ax = axes[1 + r]
-        if len(hist):
-            unit = int(np.argmax(scores[:, r]))
-            ax.imshow(mean_face, interpolation="bilinear", alpha=0.6)
-            ax.imshow(hist[unit], cmap="jet", alpha=0.55)
-            ax.set_title(f"{name}: #{unit} score {scores[unit, r]:.2f}", fontsize=9)
-        outlines(ax)
-    fig.suptitle(f"{layer}: where the units' top activations fall on the aligned face", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
-    save_figure(fig, path)
-
-
 # --- the find_detectors rule -------------------------------------------------------------------
 
 
@@ -430,16 +371,16 @@ def layer_iou(
     """(thresholds (U,), IoU (U, R)) of one dump with maps: two passes over its maps."""
     from tqdm import tqdm
 
-    from traitlens.interpret import activation_dump
+    from traitlens.interpret import dump_file
 
-    info = activation_dump.dump_info(dump)
+    info = dump_file.dump_info(dump)
     n_frames, n_units = int(info["n_frames"]), int(info["n_units"])
     chunk = _chunk_frames(n_units, int(info["map_height"]), int(info["map_width"]))
-    unit_max = activation_dump.read_reduction(dump, "max").max(axis=0, initial=0.0)
+    unit_max = dump_file.read_reduction(dump, "max").max(axis=0, initial=0.0)
 
     def chunks(what):
         return tqdm(
-            activation_dump.iter_maps(dump, chunk),
+            dump_file.iter_maps(dump, chunk),
             total=math.ceil(n_frames / chunk),
             desc=f"{info['layer']} {what}",
             unit="chunk",
@@ -469,7 +410,7 @@ def find_detectors(
     one montage per region (its ``montage_units`` strongest histogram detectors over all
     layers, each with its top ``n_images`` faces segmented). Returns the table."""
     from traitlens.core.errors import UserError
-    from traitlens.interpret import activation_dump
+    from traitlens.interpret import dump_file
     from traitlens.models.train_data import PixelReader
 
     _, mean_face, masks, region_names = load_template(template)
@@ -483,7 +424,7 @@ def find_detectors(
     field = segmentation["receptive_field"]
     tables, tops = [], {}
     for layer, dump, fig_out in zip(layers, dumps, histogram_outs, strict=True):
-        info = activation_dump.dump_info(dump)
+        info = dump_file.dump_info(dump)
         if str(info["layer"]) != layer or str(info["kind"]) != "face":
             raise UserError(
                 f"{dump}: holds layer {info['layer']} of a {info['kind']} model, expected "
@@ -494,7 +435,7 @@ def find_detectors(
                 f"analysis.segmentation.receptive_field has no entry for layer {layer}; add "
                 "one (the field's fraction of the input side)"
             )
-        top_index, top_value, top_maps = activation_dump.read_top(dump)
+        top_index, top_value, top_maps = dump_file.read_top(dump)
         layer_n_top = n_top
         if n_top > top_maps.shape[1] == int(info["n_frames"]):
             # a data set smaller than top_k: the dump already holds every frame
@@ -557,9 +498,9 @@ def _region_montage(
 ) -> None:
     """Montage of a region's strongest histogram detectors (score descending, then layer
     order, then unit), each a row of its top faces masked by its segmentation."""
-    from traitlens.interpret import activation_dump
+    from traitlens.interpret import dump_file
+    from traitlens.interpret.frame_refs import shard_lookup
     from traitlens.interpret.unit_segmentation import read_top_images, unit_montage, unit_rows
-    from traitlens.models.train_data import shard_lookup
 
     hits = table[(table["region"] == region) & table["histogram_detector"]].copy()
     hits["layer_no"] = hits["layer"].map({name: i for i, name in enumerate(layers)})
@@ -571,7 +512,7 @@ def _region_montage(
     for layer, part in chosen.groupby("layer", sort=False):  # one image read per layer
         dump, top_index, top_maps = tops[layer]
         if layer not in keys:
-            keys[layer] = activation_dump.read_keys(dump)
+            keys[layer] = dump_file.read_keys(dump)
         names = keys[layer]["shard_file"].to_numpy()
         lookup = shard_lookup(names, list(map(str, faces)), "faces", dump, "dump_activations")
         units = part["unit"].tolist()

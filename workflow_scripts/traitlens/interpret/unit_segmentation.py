@@ -174,7 +174,7 @@ def read_top_images(
     read with ``reader`` (a train_data.PixelReader) through the dump's keys."""
     n = min(int(n_images), top_index.shape[1])
     pos = top_index[np.asarray(units, dtype=np.int64)][:, :n].ravel()
-    from traitlens.models.train_data import read_by_shard_row
+    from traitlens.interpret.frame_refs import read_by_shard_row
 
     pixels = read_by_shard_row(
         reader, lookup, keys["shard_file"].to_numpy()[pos], keys["row"].to_numpy()[pos]
@@ -189,10 +189,11 @@ def plot_unit_segmentation(
     number n -> ``pick_units`` or a list of unit numbers), each a row of its top
     ``n_images`` images masked by its segmentation. Returns the units shown."""
     from traitlens.core.errors import UserError
-    from traitlens.interpret import activation_dump
-    from traitlens.models.train_data import PixelReader, shard_lookup
+    from traitlens.interpret import dump_file
+    from traitlens.interpret.frame_refs import shard_lookup
+    from traitlens.models.train_data import PixelReader
 
-    info = activation_dump.dump_info(dump)
+    info = dump_file.dump_info(dump)
     layer, kind = str(info["layer"]), str(info["kind"])
     field = segmentation["receptive_field"]
     if isinstance(field, Mapping):
@@ -202,7 +203,7 @@ def plot_unit_segmentation(
                 f"(it lists {sorted(field)}); add one (the field's fraction of the input side)"
             )
         field = field[layer]
-    top_index, top_value, top_maps = activation_dump.read_top(dump)
+    top_index, top_value, top_maps = dump_file.read_top(dump)
     n_units = top_index.shape[0]
     wanted = segmentation["units"]
     if isinstance(wanted, (int, np.integer)) and not isinstance(wanted, bool):
@@ -215,7 +216,7 @@ def plot_unit_segmentation(
                 f"analysis.segmentation.units lists unit(s) {bad} but {dump} has units "
                 f"0..{n_units - 1}; list existing units or give a number of units"
             )
-    keys = activation_dump.read_keys(dump)
+    keys = dump_file.read_keys(dump)
     names = keys["shard_file"].to_numpy()
     lookup = shard_lookup(names, list(data), f"{kind} shard", dump, "dump_activations")
     reader = PixelReader(kind, [str(p) for p in data])

@@ -6,8 +6,8 @@ per video, so every mel band is summarised by its mean and standard deviation ov
 video's frames: ``mel00_mean .. mel39_mean, mel00_std .. mel39_std`` for 40 bands. The
 fit itself is :mod:`traitlens.models.ridge`.
 
-Input: the ``audio/<shard>.h5`` files of :mod:`traitlens.extract.extract_shard` (``AUDIO_SCHEMA``),
-read one shard at a time and one video's rows at a time. A video without audio
+Input: the ``audio/<shard>.h5`` files (:mod:`traitlens.extract.audio_file`), read one
+shard at a time and one video's rows at a time. A video without audio
 (``has_audio`` false or no rows) gets no feature row, so no prediction; the count is logged.
 """
 
@@ -20,14 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from traitlens.core.errors import UserError
-from traitlens.core.h5checks import as_str, open_checked, rebuild_hint
+from traitlens.extract.audio_file import AudioReader
 from traitlens.models.ridge import stack_shards
 
 log = logging.getLogger("traitlens.models.audio_model")
-
-AUDIO_DATASETS = ("features", "offsets", "video_id", "has_audio")
-AUDIO_RULE = "extract_shard"
 
 
 def pooled_feature_names(n_mels: int) -> tuple[str, ...]:
@@ -43,43 +39,19 @@ def pool_rows(rows: np.ndarray) -> np.ndarray:
     return np.concatenate([rows.mean(axis=0), rows.std(axis=0)])
 
 
-def _layout_problem(n_rows: int, n_mels_shape: tuple, offsets, has_audio, ids) -> str:
-    """Why a shard's datasets do not fit together ('' when they do)."""
-    n = len(ids)
-    if len(n_mels_shape) != 2:
-        return f"features has shape {n_mels_shape}, expected (n_rows, n_mels)"
-    if offsets.shape != (n + 1,) or has_audio.shape != (n,):
-        return (
-            f"offsets {offsets.shape} / has_audio {has_audio.shape} do not match "
-            f"{n} video ids (expected ({n + 1},) / ({n},))"
-        )
-    if offsets[0] != 0 or offsets[-1] != n_rows or (np.diff(offsets) < 0).any():
-        return f"offsets are not a non-decreasing cover of the {n_rows} feature rows"
-    return ""
-
-
 def pool_shard(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
     """One shard's pooled features (index video_id, only videos with audio) and the ids
     of its videos without audio. UserError naming the file and the extract_shard rule
     when it is not an audio file of the expected layout."""
-    path = Path(path)
-    with open_checked(path, "audio", AUDIO_RULE, AUDIO_DATASETS) as f:
-        feats = f["features"]
-        offsets = f["offsets"][()].astype(np.int64)
-        has_audio = f["has_audio"][()].astype(bool)
-        ids = [as_str(v) for v in f["video_id"][()]]
-        problem = _layout_problem(feats.shape[0], feats.shape, offsets, has_audio, ids)
-        if problem:
-            raise UserError(f"{path}: {problem}; {rebuild_hint(path, AUDIO_RULE)}")
-        n_mels = feats.shape[1]
+    with AudioReader(path) as audio:
         kept, pooled, silent = [], [], []
-        for j, vid in enumerate(ids):
-            start, stop = int(offsets[j]), int(offsets[j + 1])
-            if not has_audio[j] or stop == start:
+        for j, vid in enumerate(audio.video_ids):
+            if not audio.has_audio[j] or audio.offsets[j + 1] == audio.offsets[j]:
                 silent.append(vid)
                 continue
             kept.append(vid)
-            pooled.append(pool_rows(feats[start:stop]))
+            pooled.append(pool_rows(audio.rows(j)))
+        n_mels = audio.n_mels
     names = pooled_feature_names(n_mels)
     table = pd.DataFrame(
         np.array(pooled).reshape(len(kept), len(names)),

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from traitlens.core.config import from_section
 from traitlens.ingest.labels import BIG_FIVE
 
 # (convs per block, channels) of VGG16
@@ -57,10 +58,8 @@ class DanConfig:
 
     @classmethod
     def from_mapping(cls, values: Mapping) -> DanConfig:
-        known = {k: values[k] for k in cls.__dataclass_fields__ if k in values}
-        if "mean_rgb" in known:
-            known["mean_rgb"] = tuple(float(v) for v in known["mean_rgb"])
-        return cls(**known)
+        """From a model's validated settings (models.visual with models.<model> on top)."""
+        return from_section(cls, values, "models.<model>")
 
     def widths(self) -> list[int]:
         return [max(1, c // self.width_divisor) for _, c in VGG16_BLOCKS]

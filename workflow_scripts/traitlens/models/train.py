@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from traitlens.core.atomic import atomic_path
+from traitlens.core.config import from_section
 from traitlens.core.errors import UserError
 from traitlens.core.faults import kill_point
 from traitlens.models.train_data import Augmentation
@@ -65,33 +66,19 @@ class TrainConfig:
     color_jitter: float = 0.0
 
     def __post_init__(self) -> None:
-        # the same bounds as schemas/config.schema.yaml, for callers that skip the schema
-        key = "config models.visual (or models.<model>)"
+        # the one rule the schema cannot state: the crop's smallest side <= its largest
         lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
+        if lo > hi:
             raise UserError(
-                f"{key} crop_scale {list(self.crop_scale)}: expected [min, max] with "
-                "0 < min <= max <= 1 (the crop's side as a fraction of the frame's); "
+                f"config models.<model>.crop_scale {list(self.crop_scale)}: expected "
+                "[min, max] with min <= max (the crop's side as a fraction of the frame's); "
                 "[1.0, 1.0] turns cropping off"
             )
-        if not 1 <= self.crop_aspect <= 2:
-            raise UserError(
-                f"{key} crop_aspect {self.crop_aspect}: expected 1 to 2 (the largest "
-                "stretch of a crop's width against its height); 1 keeps the frame's shape"
-            )
-        for name, value in (("jitter", self.jitter), ("color_jitter", self.color_jitter)):
-            if not 0 <= value <= 0.9:
-                raise UserError(
-                    f"{key} {name} {value}: expected 0 to 0.9 (factors are drawn from "
-                    f"[1 - {name}, 1 + {name}]); 0 turns it off"
-                )
 
     @classmethod
     def from_mapping(cls, values: Mapping) -> TrainConfig:
-        known = {k: values[k] for k in cls.__dataclass_fields__ if k in values}
-        if "crop_scale" in known:
-            known["crop_scale"] = tuple(float(v) for v in known["crop_scale"])
-        return cls(**known)
+        """From a model's validated settings (models.visual with models.<model> on top)."""
+        return from_section(cls, values, "models.<model>")
 
     def augmentation(self) -> Augmentation:
         return Augmentation(self.crop_scale, self.crop_aspect, self.jitter, self.color_jitter)

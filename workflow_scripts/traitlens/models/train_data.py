@@ -1,9 +1,10 @@
 """Training data for the visual models, read batch by batch from the shard HDF5 files.
 
-Samples are frames (``frames/<shard>.h5``, dataset ``frames``) for the image model and
-aligned face crops (``faces/<shard>.h5``, dataset ``aligned``, rows whose ``success`` is
-true) for the face model. Only an index (file, row, video) is held in memory; pixels are
-read one batch at a time, so memory stays flat as the data set grows.
+Samples are frames (``frames/<shard>.h5``, :mod:`traitlens.extract.frames_file`) for the
+image model and aligned face crops (``faces/<shard>.h5``, rows with a face,
+:mod:`traitlens.faces.faces_file`) for the face model. Only an index (file, row, video)
+is held in memory; pixels are read one batch at a time, so memory stays flat as the
+data set grows.
 
 The order of an epoch, its horizontal flips and its augmentation (a random resized crop
 and a brightness/contrast/colour jitter per sample, training only) come from ``(seed, epoch)``
@@ -25,12 +26,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from traitlens.core.errors import UserError
-from traitlens.core.h5checks import as_str, open_checked, rebuild_hint
+from traitlens.extract import frames_file
+from traitlens.faces import faces_file
 from traitlens.ingest.labels import BIG_FIVE
 
-# kind -> (pixel dataset, rule that writes the file)
-SOURCES = {"img": ("frames", "extract_shard"), "face": ("aligned", "detect_faces")}
+# kind -> the module that owns the shard files it reads (frames, or aligned face crops):
+# both offer read_row_keys(path, label) and open_pixels(path, label, **options)
+SOURCES = {"img": frames_file, "face": faces_file}
 
 
 @dataclass(frozen=True)
@@ -65,21 +67,12 @@ def build_index(kind: str, paths: Sequence[str | Path], labels: pd.DataFrame) ->
 
     Rows of videos missing from ``labels`` are dropped (they are not in the manifest).
     """
-    dataset, rule = SOURCES[kind]
-    required = [dataset, "video_index", "frame_index", "video_id"]
-    if kind == "face":
-        required.append("success")
+    source = SOURCES[kind]
     by_video = labels.set_index("video_id")
     parts = []
     for file_no, path in enumerate(paths):
-        with open_checked(path, kind, rule, required) as f:
-            ids = np.array([as_str(v) for v in f["video_id"][:]], dtype=object)
-            video_index = f["video_index"][:]
-            keep = np.ones(len(video_index), dtype=bool)
-            if kind == "face":
-                keep &= f["success"][:].astype(bool)
-            rows = np.flatnonzero(keep)
-            parts.append((file_no, rows, ids[video_index[rows]], f["frame_index"][:][rows]))
+        keys = source.read_row_keys(path, kind)
+        parts.append((file_no, keys.rows, keys.video_id, keys.frame_index))
     file_col = np.concatenate([np.full(len(r), n, np.int32) for n, r, _, _ in parts] or [[]])
     row_col = np.concatenate([r for _, r, _, _ in parts] or [[]]).astype(np.int64)
     vid_col = np.concatenate([v for _, _, v, _ in parts] or [[]]).astype(object)
@@ -219,28 +212,26 @@ class PixelReader:
 
     def __init__(self, kind: str, paths: Sequence[str]):
         self.kind = kind
-        self.dataset, self.rule = SOURCES[kind]
+        self.source = SOURCES[kind]
         self.paths = list(paths)
         for path in self.paths:
-            self._open(path).close()
-        self._files: dict[int, h5py.File] = {}
+            self._open(path).file.close()
         self._datasets: dict[int, h5py.Dataset] = {}  # a name lookup costs ~0.1 ms a row
         self._pid = os.getpid()
 
     def _pixels(self, n: int) -> h5py.Dataset:
         if os.getpid() != self._pid:  # a forked worker: start with fresh handles
-            self._files, self._datasets, self._pid = {}, {}, os.getpid()
+            self._datasets, self._pid = {}, os.getpid()
         if n not in self._datasets:
-            self._files[n] = self._open(self.paths[n])
-            self._datasets[n] = self._files[n][self.dataset]
+            self._datasets[n] = self._open(self.paths[n])
         return self._datasets[n]
 
-    def _open(self, path: str) -> h5py.File:
+    def _open(self, path: str) -> h5py.Dataset:
         # No chunk cache: a chunk is one row, read once per pass in random order, so the
         # cache (8 MiB per open file with HDF5 2) never hits but kept ~8 MiB resident per
         # shard file (128 files x every loader worker on First Impressions); measured in
         # bench/README.md "Memory per stage".
-        return open_checked(path, self.kind, self.rule, [self.dataset], rdcc_nbytes=0)
+        return self.source.open_pixels(path, self.kind, rdcc_nbytes=0)
 
     def read(self, files: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """uint8 (len(rows), H, W, 3) in the order given.
@@ -258,36 +249,9 @@ class PixelReader:
         return out
 
     def close(self) -> None:
-        for f in self._files.values():
-            f.close()
-        self._files, self._datasets = {}, {}
-
-
-def shard_lookup(
-    names, paths: Sequence[str | Path], what: str, source: str | Path, rule: str
-) -> dict[str, int]:
-    """{shard file basename: position in ``paths``} for the shards a CAM file or an
-    activation dump (``source``, written by ``rule``) names; UserError when one is not
-    among ``paths`` (the file was made from other shards: it is stale)."""
-    number = {Path(p).name: i for i, p in enumerate(paths)}
-    missing = sorted(set(map(str, names)) - set(number))
-    if missing:
-        raise UserError(
-            f"{source}: its frames come from {what} file(s) {missing[:5]} that are not "
-            f"among the {len(number)} {what} files given to the rule. Either it was made "
-            f"from other shards and is stale ({rebuild_hint(source, rule)}), or the rule "
-            "was given the wrong files"
-        )
-    return number
-
-
-def read_by_shard_row(
-    reader: PixelReader, lookup: dict[str, int], names, rows: np.ndarray
-) -> np.ndarray:
-    """uint8 (n, H, W, 3): the pixels of (shard basename, row) pairs, as CAM files and
-    activation dumps record their frames."""
-    files = np.array([lookup[str(s)] for s in names], dtype=np.int64)
-    return reader.read(files, np.asarray(rows, dtype=np.int64))
+        for ds in self._datasets.values():
+            ds.file.close()
+        self._datasets = {}
 
 
 def resize_batch(pixels: np.ndarray, size: int) -> torch.Tensor:

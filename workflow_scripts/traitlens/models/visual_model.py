@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from traitlens.core.atomic import atomic_path, save_figure
+from traitlens.core.config import from_section
 from traitlens.core.errors import UserError
 from traitlens.ingest.labels import BIG_FIVE
 from traitlens.models.dan import DanConfig, DanPlus, make_model
@@ -52,11 +53,12 @@ class RunConfig:
     device: str = "auto"
     amp: bool = True
     num_workers: int = 0
-    threads: int = 1
+    threads: int = 2
 
     @classmethod
     def from_mapping(cls, values: Mapping) -> RunConfig:
-        return cls(**{k: values[k] for k in cls.__dataclass_fields__ if k in values})
+        """From the validated ``train`` section (its other keys are the rules' business)."""
+        return from_section(cls, values, "train")
 
 
 def build_model(dan: DanConfig, weights: str | None, seed: int) -> DanPlus:

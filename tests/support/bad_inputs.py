@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
-from face_photos import astronaut, fit, grace_hopper, no_face_pictures, side_by_side
 
 from traitlens.ingest.labels import BIG_FIVE
 
-from media import index_frame, set_rotation, truncate_half
-from pickles import code_running_pickle, python2_label_pickle
+from support.face_photos import astronaut, fit, grace_hopper, no_face_pictures, side_by_side
+from support.media import index_frame, set_rotation, truncate_half
+from support.pickles import code_running_pickle, python2_label_pickle
 
 GREY = 128
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 CONF = Path("/etc/slurm/slurm.conf")
-MARKER = "# written by traitlens tests/slurm_cluster.py"
+MARKER = "# written by traitlens tests/support/slurm_cluster.py"
 TOOLS = ("munged", "munge", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "srun")
 PARTITION = "debug"
 

@@ -1,0 +1,26 @@
+"""Rules of the Action Unit stage (rules/aus.smk): one function per rule, named after it.
+
+Each takes the job (Snakemake's ``snakemake`` object; see traitlens.core.errors.Job) and
+is called by its entry script ``workflow_scripts/<rule>.py`` through ``run_rule``.
+"""
+
+from __future__ import annotations
+
+from traitlens.aus.estimate_aus import AuConfig, estimate_shard, write_tsv
+from traitlens.core.errors import Job
+from traitlens.core.faults import kill_point
+
+# Where and in what batches the detector backend runs: read from the config, not params,
+# since they do not change the AUs (a change re-runs nothing)
+RUN_KEYS = ("detector_batch", "detector_device")
+
+
+def estimate_aus(job: Job) -> None:
+    """AU intensities of one shard's faces: aus/<shard>.tsv per frame, .videos.tsv per video."""
+    run = {k: job.config["aus"][k] for k in RUN_KEYS if k in job.config["aus"]}
+    cfg = AuConfig.from_mapping({**job.params.aus, **run})
+    frames_path = job.input.get("frames")  # only the detector backend reads the frames
+    frames, videos = estimate_shard(job.input.faces, cfg, frames_path)
+    write_tsv(frames, job.output.frames)
+    kill_point("estimate_aus")  # one output written, the other not
+    write_tsv(videos, job.output.videos)

@@ -1,0 +1,44 @@
+"""Rules of the evaluation stage (rules/train.smk's evaluate_models): one function per rule,
+named after it.
+
+Each takes the job (Snakemake's ``snakemake`` object; see traitlens.core.errors.Job) and
+is called by its entry script ``workflow_scripts/<rule>.py`` through ``run_rule``.
+"""
+
+from __future__ import annotations
+
+from traitlens.core.errors import Job
+from traitlens.evaluation.accuracy_table import evaluate, write_outputs
+from traitlens.models.predictions import PRODUCED_BY, read_labels, read_predictions
+
+
+def _as_list(value) -> list:
+    # Snakemake hands a one-element named input over as a plain string.
+    return [value] if isinstance(value, str) else list(value)
+
+
+def evaluate_models(job: Job) -> None:
+    """Labels and every model's predictions -> accuracy, metrics and comparison tables, a
+    Markdown summary and a bar figure (traitlens.evaluation.accuracy_table)."""
+    models = _as_list(job.params.models)
+    paths = _as_list(job.input.predictions)
+    if len(models) != len(paths) or len(set(models)) != len(models):
+        raise ValueError(f"params.models {models} must name input.predictions {paths} one to one")
+    result = evaluate(
+        read_labels(job.input.labels),
+        {m: read_predictions(p, PRODUCED_BY[m]) for m, p in zip(models, paths, strict=True)},
+        splits=_as_list(job.params.splits),
+        n_boot=int(job.params.n_boot),
+        confidence=float(job.params.confidence),
+        seed=int(job.params.seed),
+        sources=dict(zip(models, paths, strict=True)),
+        labels_source=job.input.labels,
+    )
+    write_outputs(
+        result,
+        table=job.output.table,
+        markdown=job.output.markdown,
+        metrics=job.output.metrics,
+        comparisons=job.output.comparisons,
+        figure=job.output.figure,
+    )

@@ -66,43 +66,16 @@ ensure_venv() {
 }
 
 # The test tiers (tests/support/tiers.py), fastest first; the first that fails stops the run.
-TIERS=(unit media workflow cluster)
-
-run_tiers() {
-  local rc tier start seconds results=()
-  # Every test must sit in a tier: selecting the tests outside all tiers must select none.
-  local outside
+# The tests: one pytest session runs the tiers unit, media, workflow, cluster in that order
+# (tests/support/tiers.py); a failure skips the later tiers, and every tier must hold a test.
+run_tests() {
   set +e
-  outside=$($VENV/bin/python -m pytest -q --collect-only -p no:cacheprovider \
-    -m "not ($(echo "${TIERS[@]}" | sed 's/ / or /g'))" 2>&1)
-  rc=$?
+  $VENV/bin/python -m pytest "$@"
+  local rc=$?
   set -e
-  case $rc in
-    5) ;;  # no test outside the tiers
-    0) echo "$outside" >&2; die "the tests above are in no tier (${TIERS[*]}): mark each with one" ;;
-    *) echo "$outside" >&2; die "collecting the tests failed (pytest exit $rc)" ;;
-  esac
-  for tier in "${TIERS[@]}"; do
-    echo "setup.sh: tier $tier: python -m pytest -m $tier" >&2
-    start=$SECONDS
-    set +e
-    $VENV/bin/python -m pytest -m "$tier"
-    rc=$?
-    set -e
-    seconds=$((SECONDS - start))
-    case $rc in
-      0) results+=("$(printf 'tier %-8s passed  %5d s' "$tier" "$seconds")") ;;
-      5) results+=("$(printf 'tier %-8s FAILED  %5d s (collected no test)' "$tier" "$seconds")") ;;
-      *) results+=("$(printf 'tier %-8s FAILED  %5d s (pytest exit %d)' "$tier" "$seconds" "$rc")") ;;
-    esac
-    echo "setup.sh: ${results[-1]}" >&2
-    if [ $rc -ne 0 ]; then
-      printf 'setup.sh: %s\n' "${results[@]}" >&2
-      [ $rc -eq 5 ] && die "tier $tier collected no test: every tier must hold at least one"
-      die "tier $tier failed; the tiers after it were not run"
-    fi
-  done
-  printf 'setup.sh: %s\n' "${results[@]}" >&2
+  # pytest exits 5 when it collected no test: that must not pass as green.
+  [ $rc -eq 5 ] && die "pytest collected no tests"
+  return $rc
 }
 
 case "$action" in
@@ -115,16 +88,11 @@ case "$action" in
     ensure_system_packages
     ensure_slurm
     ensure_venv
-    if [ $# -gt 0 ]; then  # your own selection: plain pytest with it
-      set +e
-      $VENV/bin/python -m pytest "$@"
-      rc=$?
-      set -e
-      # pytest exits 5 when it collected no test: that must not pass as green.
-      [ $rc -eq 5 ] && die "pytest collected no tests"
-      exit $rc
+    if [ $# -gt 0 ]; then  # your own selection, e.g. -m unit: plain pytest with it
+      run_tests "$@"
+    else
+      run_tests --require-tiers
     fi
-    run_tiers
     ;;
   *)
     die "usage: bash setup.sh demo|test [extra snakemake/pytest arguments]"

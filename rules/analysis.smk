@@ -44,7 +44,7 @@ rule plot_cam:
     benchmark:
         f"{BENCHMARKS}/plot_cam/{{source}}.tsv"
     conda:
-        "../envs/train.yaml"
+        "../envs/analysis.yaml"
     params:
         n_frames=ANALYSIS["cam"]["n_frames"],
         alpha=ANALYSIS["cam"]["alpha"],
@@ -100,7 +100,7 @@ rule plot_unit_segmentation:
     benchmark:
         f"{BENCHMARKS}/plot_unit_segmentation/{{model}}_{{layer}}.tsv"
     conda:
-        "../envs/train.yaml"
+        "../envs/analysis.yaml"
     params:
         segmentation=ANALYSIS["segmentation"],
     script:
@@ -145,7 +145,7 @@ rule find_detectors:
     benchmark:
         f"{BENCHMARKS}/find_detectors.tsv"
     conda:
-        "../envs/train.yaml"
+        "../envs/analysis.yaml"
     params:
         layers=DUMP_LAYERS,
         detectors=ANALYSIS["detectors"],

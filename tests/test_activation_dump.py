@@ -43,7 +43,8 @@ from traitlens.interpret.dump_file import (
     reduce_maps,
 )
 from traitlens.models.dan import DanConfig, DanPlus
-from traitlens.models.train_data import PixelReader, build_index, resize_batch
+from traitlens.models.pixel_reader import PixelReader
+from traitlens.models.train_data import build_index, resize_batch
 from traitlens.models.visual_model import RunConfig, save_weights
 
 from support.workflow import REPO

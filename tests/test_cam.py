@@ -36,7 +36,8 @@ from traitlens.interpret.cam_face_overlap import (
 from traitlens.interpret.cam_figures import overlap_histogram, plot_cam_figures
 from traitlens.interpret.cam_file import read_cam_file, write_cam_file
 from traitlens.models.dan import TRAIT_ORDER, DanCam, DanConfig, DanPlus
-from traitlens.models.train_data import PixelReader, SampleIndex, resize_batch
+from traitlens.models.pixel_reader import PixelReader
+from traitlens.models.train_data import SampleIndex, resize_batch
 from traitlens.models.visual_model import RunConfig, save_weights
 
 CPU = RunConfig(device="cpu", amp=False, num_workers=0, threads=1)

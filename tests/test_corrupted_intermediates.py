@@ -45,7 +45,8 @@ from traitlens.interpret.dump_file import (
     read_top,
 )
 from traitlens.models.audio_model import read_audio_features
-from traitlens.models.train_data import PixelReader, build_index
+from traitlens.models.pixel_reader import PixelReader
+from traitlens.models.train_data import build_index
 
 from support.face_photos import astronaut, fit
 from support.workflow import run_snakemake, write_config

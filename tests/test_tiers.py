@@ -111,9 +111,12 @@ def test_the_guard_covers_fixtures_of_any_scope_and_only_unit_tests(pytester):
             assert subprocess.Popen.__init__ is PLAIN
         """
     )
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2, errors=1)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-m", "unit")
+    result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*ERROR at setup of test_unit_using_a_spawning_module_fixture*"])
+    # run alone: in one session the unit tier's error would skip it
+    media = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-m", "media")
+    media.assert_outcomes(passed=1)
 
 
 def test_an_unmarked_test_is_unit_and_two_tiers_are_an_error(pytester):
@@ -155,6 +158,71 @@ def test_an_unmarked_test_is_unit_and_two_tiers_are_an_error(pytester):
     )
 
 
-def test_setup_sh_runs_the_tiers_fastest_first():
-    setup = (TESTS.parent / "setup.sh").read_text().splitlines()
-    assert [line for line in setup if line.startswith("TIERS=(")] == [f"TIERS=({' '.join(TIERS)})"]
+TIERED = """
+import pytest
+
+@pytest.mark.cluster
+def test_cluster():
+    pass
+
+@pytest.mark.workflow
+def test_workflow():
+    pass
+
+@pytest.mark.media
+def test_media():
+    pass
+
+def test_unit():
+    assert {ok}
+"""
+
+
+def test_one_session_runs_the_tiers_fastest_first_and_stops_at_the_first_failing_tier(pytester):
+    pytester.makeconftest(PLUGIN)
+    pytester.makepyfile(test_order=TIERED.format(ok="True"))
+    passed = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-v", "--require-tiers")
+    passed.assert_outcomes(passed=4)
+    passed.stdout.fnmatch_lines(
+        ["*::test_unit PASSED*", "*::test_media PASSED*", "*::test_workflow PASSED*",
+         "*::test_cluster PASSED*", "*test tiers*", "unit *1 passed"]
+    )  # fmt: skip
+
+    # negative control: a failing unit test leaves every later tier unrun
+    pytester.makepyfile(test_order=TIERED.format(ok="False"))
+    failed = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-rs")
+    failed.assert_outcomes(failed=1, skipped=3)
+    failed.stdout.fnmatch_lines(["*the unit tier failed: the media tier does not run*"])
+
+
+def test_require_tiers_refuses_a_tier_with_no_test(pytester):
+    pytester.makeconftest(PLUGIN)
+    pytester.makepyfile(test_order=TIERED.format(ok="True"))
+    empty = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--require-tiers", "-k", "not media"
+    )
+    assert empty.ret == pytest.ExitCode.USAGE_ERROR
+    empty.stderr.fnmatch_lines(["*test tier(s) with no test: media*"])
+
+
+def test_a_process_started_while_a_module_is_imported_is_the_librarys_not_the_tests(pytester):
+    pytester.makeconftest(PLUGIN)
+    pytester.makepyfile(
+        probes_at_import="""
+        import subprocess, sys
+        PLATFORM = subprocess.run([sys.executable, "-c", "print(1)"], capture_output=True).stdout
+        """,
+        test_imports="""
+        import subprocess, sys
+
+        def test_imports_a_probing_library():
+            import probes_at_import
+            assert probes_at_import.PLATFORM.strip() == b"1"
+
+        def test_spawns_itself():  # negative control: the test's own process still fails
+            subprocess.run([sys.executable, "-c", "pass"])
+        """,
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*unit tests spawn no process*"])

@@ -4,9 +4,10 @@ only numpy and h5py.
 Checked in-process (no subprocess): every traitlens module a rule reaches is imported
 with ``sys.modules["torch"] = None``, which makes ``import torch`` raise ImportError. The
 modules a rule reaches: those its entry script imports, those the rule's function in
-``traitlens.<stage>.rules`` imports (lazily, inside it), and from there every module
-imported at module level (outside ``if TYPE_CHECKING:``). Lazy imports inside other
-functions are not followed: that would take a call graph.
+``traitlens.<stage>.rules`` imports (lazily, inside it), and from there every module any
+of those imports, at module level or lazily inside any of its functions (outside ``if
+TYPE_CHECKING:``): more than a rule may use, so a pass is safe. Only the stages' rules
+modules are read function by function, since they hold every rule of their stage.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ PACKAGE = SCRIPTS / "traitlens"
 TORCH_FREE_ENV = "analysis.yaml"
 # the modules that own an intermediate format of the interpretability stage
 FORMAT_OWNERS = ("interpret.dump_file", "interpret.cam_file", "interpret.frame_refs")
-BLOCKED = ("traitlens", "torch", "torchvision")
+# what envs/analysis.yaml leaves out: its rules' modules must import without them
+MISSING_FROM_ENV = ("torch", "torchvision", "cv2", "mediapipe", "feat")
+BLOCKED = ("traitlens", *MISSING_FROM_ENV)
 
 
 def rule_envs_and_scripts() -> dict[str, tuple[str, str]]:
@@ -107,19 +110,24 @@ def reachable_modules(script: Path, rule: str) -> set[str]:
             continue
         seen.add(name)
         tree = ast.parse(_module_file(name).read_text())
+        if not name.endswith(".rules"):
+            todo |= _imported(_runtime_nodes(tree.body, False))
+            continue
         todo |= _imported(_runtime_nodes(tree.body, True))
-        if name.endswith(".rules"):  # the rule's own function, its lazy imports included
-            mine = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == rule]
-            todo |= _imported(_runtime_nodes(mine, False))
+        # the rule's own function, its lazy imports included
+        mine = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == rule]
+        todo |= _imported(_runtime_nodes(mine, False))
     return seen
 
 
 def import_without_torch(modules) -> None:
-    """Import ``modules`` afresh with torch made unimportable; sys.modules is restored."""
+    """Import ``modules`` afresh with torch, OpenCV, mediapipe and py-feat made unimportable
+    (envs/analysis.yaml has none of them); sys.modules is restored."""
     saved = {k: v for k, v in sys.modules.items() if k.split(".")[0] in BLOCKED}
     for name in saved:
         del sys.modules[name]
-    sys.modules["torch"] = None  # import torch -> ImportError
+    for name in MISSING_FROM_ENV:
+        sys.modules[name] = None  # import torch -> ImportError
     try:
         for name in sorted(modules):
             importlib.import_module(name)
@@ -135,7 +143,14 @@ TORCH_FREE_RULES = sorted(
 
 
 def test_the_analysis_env_has_the_analysis_rules_and_no_torch():
-    assert {"cam_face_overlap", "find_au_detectors", "validate_planted"} <= set(TORCH_FREE_RULES)
+    assert {
+        "plot_cam",
+        "cam_face_overlap",
+        "plot_unit_segmentation",
+        "find_detectors",
+        "find_au_detectors",
+        "validate_planted",
+    } <= set(TORCH_FREE_RULES)
     env = (REPO / "envs" / TORCH_FREE_ENV).read_text()
     assert "torch" not in re.sub(r"#.*", "", env)
 

@@ -27,11 +27,11 @@ import torch
 from traitlens.core.errors import UserError
 from traitlens.ingest.labels import BIG_FIVE
 from traitlens.models.dan import DanConfig, DanPlus
+from traitlens.models.pixel_reader import PixelReader
 from traitlens.models.train import TrainConfig, load_last_checkpoint, resolve_device
 from traitlens.models.train_data import (
     Augmentation,
     BatchDataset,
-    PixelReader,
     build_index,
     crop_boxes,
     crop_resize_batch,

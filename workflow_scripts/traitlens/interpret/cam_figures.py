@@ -116,7 +116,7 @@ def plot_cam_figures(
     if len(out_paths) != len(TRAIT_ORDER):
         raise ValueError(f"{len(out_paths)} figure paths for {len(TRAIT_ORDER)} traits")
     kind = cam["kind"]
-    from traitlens.models.train_data import PixelReader
+    from traitlens.models.pixel_reader import PixelReader
 
     lookup = shard_lookup(cam["shard_file"], data, f"{kind} shard", cam_path, CAM_RULE)
     reader = PixelReader(kind, [str(p) for p in data])

@@ -411,7 +411,7 @@ def find_detectors(
     layers, each with its top ``n_images`` faces segmented). Returns the table."""
     from traitlens.core.errors import UserError
     from traitlens.interpret import dump_file
-    from traitlens.models.train_data import PixelReader
+    from traitlens.models.pixel_reader import PixelReader
 
     _, mean_face, masks, region_names = load_template(template)
     if not len(dumps) == len(layers) == len(histogram_outs):

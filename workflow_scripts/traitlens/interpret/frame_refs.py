@@ -1,7 +1,7 @@
 """Frames that activation dumps and CAM files refer to: by (shard file basename, row).
 
 Matches the recorded basenames with the shard files a rule is given, and reads those
-rows' pixels through a reader with ``read(files, rows)`` (models.train_data.PixelReader).
+rows' pixels through a reader with ``read(files, rows)`` (models.pixel_reader.PixelReader).
 numpy only, so the analyses of dumps and CAM files run without PyTorch.
 """
 

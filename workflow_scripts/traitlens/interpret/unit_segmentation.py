@@ -171,7 +171,7 @@ def read_top_images(
     reader, keys, top_index: np.ndarray, units: Sequence[int], n_images: int, lookup: dict
 ) -> np.ndarray:
     """uint8 (len(units), n, H, W, 3): the first ``n_images`` top frames of each unit,
-    read with ``reader`` (a train_data.PixelReader) through the dump's keys."""
+    read with ``reader`` (a pixel_reader.PixelReader) through the dump's keys."""
     n = min(int(n_images), top_index.shape[1])
     pos = top_index[np.asarray(units, dtype=np.int64)][:, :n].ravel()
     from traitlens.interpret.frame_refs import read_by_shard_row
@@ -191,7 +191,7 @@ def plot_unit_segmentation(
     from traitlens.core.errors import UserError
     from traitlens.interpret import dump_file
     from traitlens.interpret.frame_refs import shard_lookup
-    from traitlens.models.train_data import PixelReader
+    from traitlens.models.pixel_reader import PixelReader
 
     info = dump_file.dump_info(dump)
     layer, kind = str(info["layer"]), str(info["kind"])

@@ -98,7 +98,7 @@ def test_two_faces_keep_the_main_one(models, big):
 
 @pytest.mark.media
 def test_process_video_handles_no_frames(models):
-    faces = _run(models, [])
+    faces = _run(models, [], aligned_size=112)
     assert faces.success.shape == (0,) and faces.aligned.shape == (0, 112, 112, 3)
 
 

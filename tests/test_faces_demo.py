@@ -32,7 +32,7 @@ DEMO = {
     "noise_sd": 0.04,
 }
 BOX = (320, 240)  # stored frames: the 384x216 clip fitted into 320x240 (padded above/below)
-PARAMS = FaceParams()
+PARAMS = FaceParams(aligned_size=112, region_dilation_px=2)  # the demo's (config.yaml)
 
 
 @pytest.fixture(scope="module")

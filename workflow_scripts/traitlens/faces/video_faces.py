@@ -33,12 +33,12 @@ SUPPORT_TIE = 0.1
 class FaceParams:
     """The ``faces:`` config section (see schemas/config.schema.yaml)."""
 
-    aligned_size: int = 112
+    aligned_size: int = 224
     eye_distance: float = 0.30
     eye_y: float = 0.36
     min_detection_confidence: float = 0.5
     min_landmark_confidence: float = 0.5
-    region_dilation_px: int = 2
+    region_dilation_px: int = 4
 
     @classmethod
     def from_mapping(cls, cfg: Mapping | None) -> FaceParams:

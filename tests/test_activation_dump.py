@@ -9,7 +9,6 @@ tiny shard files, against the model's own activations, through the entry script.
 
 from __future__ import annotations
 
-import logging
 import runpy
 import tracemalloc
 from pathlib import Path
@@ -435,19 +434,7 @@ def run_entry_script(tmp_path, shards, weights, layers, outputs, top_k, splits=(
     )
 
 
-@pytest.fixture
-def _restore_logging():
-    """run_entry replaces the root logger's handlers (a log file, this test's stderr)."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    for handler in root.handlers:
-        if handler not in handlers:
-            handler.close()
-    root.handlers[:], root.level = handlers, level
-
-
-@pytest.mark.usefixtures("_restore_logging")
+@pytest.mark.usefixtures("restore_logging")
 def test_entry_script_selects_splits_and_clamps_top_k(tiny_data):
     tmp_path, shards, labels, model = tiny_data
     labels.assign(path="x.mp4", shard="s000").to_csv(

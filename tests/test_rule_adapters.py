@@ -161,19 +161,7 @@ def test_the_rule_parser_reads_each_rules_script(tmp_path):
 # --- run_rule ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def _restore_logging():
-    """run_rule replaces the root logger's handlers (a log file, this test's stderr)."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    for handler in root.handlers:
-        if handler not in handlers:
-            handler.close()
-    root.handlers[:], root.level = handlers, level
-
-
-@pytest.mark.usefixtures("_restore_logging")
+@pytest.mark.usefixtures("restore_logging")
 def test_run_rule_logs_to_the_job_log_and_turns_a_user_error_into_exit_1(tmp_path):
     log = tmp_path / "job.log"
     seen = []
@@ -201,7 +189,7 @@ def test_run_rule_logs_to_the_job_log_and_turns_a_user_error_into_exit_1(tmp_pat
         run_rule(bug, job)
 
 
-@pytest.mark.usefixtures("_restore_logging")
+@pytest.mark.usefixtures("restore_logging")
 def test_run_rule_hides_the_entry_script_from_spawned_workers_while_the_rule_runs(monkeypatch):
     # A spawned pool worker (generate_demo renders in one) first runs __main__'s file: the
     # entry script, whose snakemake object exists only in the job's process. While the rule

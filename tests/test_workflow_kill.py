@@ -87,7 +87,8 @@ def test_killed_in_every_stage_the_reruns_end_with_the_uninterrupted_outputs(tin
         killed = run_until_killed(tmp_path, configfile, point)
         assert killed.returncode == -signal.SIGKILL, (point, killed.stderr[-3000:])
         check_half_done(results)
-        # Snakemake itself was killed: its lock stays until --unlock (README, "When a run is killed")
+        # Snakemake itself was killed: its lock stays until --unlock
+        # (README, "When a run is killed")
         unlock = run_snakemake(tmp_path, configfile, "--unlock")
         assert unlock.returncode == 0, unlock.stderr[-2000:]
 

@@ -297,7 +297,7 @@ def phase_iou(tmp: Path, args) -> dict:
     clock = Clock()
     from traitlens.faces.face_template import load_template
     from traitlens.interpret import dump_file as ad
-    from traitlens.interpret.detectors import (
+    from traitlens.interpret.netdissect import (
         _chunk_frames,
         netdissect_iou,
         unit_quantile_thresholds,

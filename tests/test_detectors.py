@@ -15,18 +15,15 @@ from traitlens.core.errors import UserError
 from traitlens.interpret.detectors import (
     COUNT_COLUMNS,
     TABLE_COLUMNS,
-    area_matrix,
     detector_counts,
     detector_table,
     find_detectors,
     histogram_verdicts,
-    netdissect_iou,
     region_histograms,
     region_scores,
-    resize_masks,
-    unit_quantile_thresholds,
-    upsample_maps,
 )
+from traitlens.interpret.netdissect import netdissect_iou, unit_quantile_thresholds
+from traitlens.interpret.resample import area_matrix, resize_masks, upsample_maps
 
 from support.activation_dumps import write_dump
 

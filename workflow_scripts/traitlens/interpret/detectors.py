@@ -16,18 +16,17 @@ mouth)?", on the aligned faces, whose semantic regions are masks on the face tem
   map upsampled to ``size`` x ``size`` and binarised at T_u; IoU with each region mask
   summed over the frames. A unit is a detector of its best region when IoU >= min_iou.
 
-The core functions are pure numpy and vectorised (a layer of 512 units scores in well
-under a second from its top-K maps); the maps of a whole data set are streamed in
-chunks. At the bottom, ``find_detectors`` is the find_detectors rule's work; its figures
-are drawn by :mod:`traitlens.interpret.detector_figures`.
+Here: the spatial histograms, the tables, and ``find_detectors`` (the find_detectors
+rule's work). Network Dissection is :mod:`traitlens.interpret.netdissect`, the resampling
+both use :mod:`traitlens.interpret.resample`, the figures
+:mod:`traitlens.interpret.detector_figures`. The core functions are pure numpy and
+vectorised (a layer of 512 units scores in well under a second from its top-K maps).
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,8 @@ from traitlens.core import atomic
 from traitlens.core.faults import kill_point
 from traitlens.faces.face_template import load_template
 from traitlens.interpret.detector_figures import plot_layer_histograms
+from traitlens.interpret.netdissect import layer_iou
+from traitlens.interpret.resample import bilinear_matrix
 
 log = logging.getLogger("traitlens.interpret.detectors")
 
@@ -50,49 +51,6 @@ TABLE_COLUMNS = [
     "netdissect_detector",
 ]
 COUNT_COLUMNS = ["layer", "region", "n_units", "n_histogram_detectors", "n_netdissect_detectors"]
-
-
-# --- resampling as matrices ---------------------------------------------------------------
-
-
-def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """float64 (n_out, n_in): 1-D bilinear resampling with align_corners False (torch's
-    ``F.interpolate(mode="bilinear")``): output o samples input coordinate
-    (o + 0.5) n_in / n_out - 0.5, clamped to the first and last sample."""
-    src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0.0, n_in - 1)
-    lo = np.floor(src).astype(np.int64)
-    hi = np.minimum(lo + 1, n_in - 1)
-    frac = src - lo
-    out = np.zeros((n_out, n_in))
-    np.add.at(out, (np.arange(n_out), lo), 1.0 - frac)
-    np.add.at(out, (np.arange(n_out), hi), frac)
-    return out
-
-
-def area_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """float64 (n_out, n_in): area averaging; output o averages the input span
-    [o n_in / n_out, (o + 1) n_in / n_out), partial pixels weighted by their overlap."""
-    edges = np.arange(n_out + 1) * n_in / n_out
-    left, right = edges[:-1, None], edges[1:, None]
-    pixel = np.arange(n_in)[None]
-    overlap = np.clip(np.minimum(right, pixel + 1) - np.maximum(left, pixel), 0.0, None)
-    return overlap / (n_in / n_out)
-
-
-def resize_masks(masks: np.ndarray, size: int) -> np.ndarray:
-    """bool (R, size, size): each mask area-averaged to ``size`` and kept where > 0.5."""
-    masks = np.asarray(masks, dtype=bool)
-    ry, rx = area_matrix(masks.shape[1], size), area_matrix(masks.shape[2], size)
-    return np.einsum("ah,rhw,bw->rab", ry, masks.astype(np.float64), rx) > 0.5
-
-
-def upsample_maps(maps: np.ndarray, size: int) -> np.ndarray:
-    """float32 (..., size, size): bilinear upsampling (align_corners False) of the last
-    two axes, as two matrix products."""
-    maps = np.asarray(maps, dtype=np.float32)
-    ry = bilinear_matrix(maps.shape[-2], size).astype(np.float32)
-    rx = bilinear_matrix(maps.shape[-1], size).astype(np.float32)
-    return ry @ maps @ rx.T
 
 
 # --- spatial histograms (the paper) ---------------------------------------------------------
@@ -160,142 +118,6 @@ def histogram_verdicts(scores: np.ndarray, min_score: float) -> np.ndarray:
     return best_region_verdicts(scores, min_score)
 
 
-# --- Network Dissection (Bau et al. CVPR'17) ------------------------------------------------
-
-
-def _bin_counts(maps: np.ndarray, unit_max: np.ndarray, bins: int) -> np.ndarray:
-    """int64 (U, bins): per-unit histogram of ``maps`` (n, U, h, w) over [0, unit_max];
-    values below 0 fall in the first bin, above the max (float16 rounding) in the last."""
-    n, n_units = maps.shape[:2]
-    scale = np.where(unit_max > 0, bins / np.where(unit_max > 0, unit_max, 1.0), 0.0)
-    x = (
-        np.asarray(maps, dtype=np.float32).reshape(n, n_units, -1)
-        * scale.astype(np.float32)[None, :, None]
-    )
-    np.clip(x, 0, bins - 1, out=x)
-    idx = x.astype(np.int64)
-    idx += (np.arange(n_units, dtype=np.int64) * bins)[None, :, None]
-    return np.bincount(idx.ravel(), minlength=n_units * bins).reshape(n_units, bins)
-
-
-def _quantile_from_counts(counts: np.ndarray, unit_max: np.ndarray, level: float) -> np.ndarray:
-    """The ``level`` quantile (numpy's linear definition: sorted position level (n - 1))
-    per unit from its bin counts, the values spread evenly within a bin."""
-    n_units, bins = counts.shape
-    width = np.where(unit_max > 0, unit_max, 0.0) / bins
-    total = counts.sum(axis=1)
-    pos = level * (total - 1)
-    cum = np.cumsum(counts, axis=1)
-    b = np.minimum((cum <= pos[:, None]).sum(axis=1), bins - 1)  # bin holding position pos
-    before = np.where(b > 0, cum[np.arange(n_units), b - 1], 0)
-    inside = counts[np.arange(n_units), b]
-    frac = np.clip((pos - before + 0.5) / np.maximum(inside, 1), 0.0, 1.0)
-    return np.where(total > 0, (b + frac) * width, 0.0)
-
-
-def unit_quantile_thresholds(
-    iter_maps: Iterable[tuple[int, np.ndarray]],
-    n_units: int,
-    quantile: float,
-    unit_max: np.ndarray | None = None,
-    memory_bytes: int = 128 * 2**20,
-    bins: int = 4096,
-) -> np.ndarray:
-    """float64 (U,): per unit the value T_u with P(a > T_u) = ``quantile`` (config,
-    0.005) over all frames and map cells, i.e. the (1 - quantile) quantile, streamed
-    from ``iter_maps`` chunks (start, maps (n, U, h, w)).
-
-    Exact (``np.quantile``, linear interpolation) while all values fit in
-    ``memory_bytes``. Beyond that, a per-unit histogram of ``bins`` equal bins between 0
-    and the unit's max (``unit_max``: the max over frames of the dump's ``max``
-    reduction, so no extra pass over the maps is needed), the quantile interpolated
-    within its bin: the error is below one bin, unit_max / bins (4096 bins: < 0.025% of
-    the max, well below the 1% asked for). Maps are post-ReLU, so 0 is the lower end.
-    """
-    if not 0 < quantile < 1:
-        raise ValueError(f"quantile must be within (0, 1), got {quantile}")
-    level = 1.0 - quantile
-    stored: list[np.ndarray] = []
-    stored_bytes = 0
-    counts = None
-    for _, maps in iter_maps:
-        maps = np.asarray(maps, dtype=np.float32)
-        if maps.shape[1] != n_units:
-            raise ValueError(f"maps have {maps.shape[1]} units, expected {n_units}")
-        if counts is not None:
-            counts += _bin_counts(maps, unit_max, bins)
-            continue
-        stored.append(maps)
-        stored_bytes += maps.nbytes
-        if stored_bytes > memory_bytes:
-            if unit_max is None:
-                raise ValueError("the maps exceed memory_bytes: pass unit_max for the histogram")
-            unit_max = np.asarray(unit_max, dtype=np.float64)
-            log.info(
-                "quantile thresholds: maps exceed %.0f MiB, per-unit histograms of %d bins "
-                "(error < max / %d)",
-                memory_bytes / 2**20,
-                bins,
-                bins,
-            )
-            counts = sum(_bin_counts(r, unit_max, bins) for r in stored)
-            stored = []
-    if counts is not None:
-        return _quantile_from_counts(counts, unit_max, level)
-    if not stored:
-        raise ValueError("no maps to compute thresholds from")
-    values = np.concatenate(stored).transpose(1, 0, 2, 3).reshape(n_units, -1)
-    return np.quantile(values, level, axis=1).astype(np.float64)
-
-
-def netdissect_iou(
-    iter_maps: Iterable[tuple[int, np.ndarray]],
-    thresholds: np.ndarray,
-    masks: np.ndarray,
-    size: int,
-    memory_bytes: int = 64 * 2**20,
-) -> np.ndarray:
-    """float64 (U, R): IoU_{u,r} = sum_frames |up(map) > T_u AND region| / sum_frames
-    |up(map) > T_u OR region|, maps upsampled bilinearly to ``size`` (config iou_size,
-    56) and masks area-averaged to ``size`` (kept where > 0.5), streamed over the
-    ``iter_maps`` chunks (start, maps (n, U, h, w)); 0 where the union is empty.
-
-    A bilinear sample is a convex combination of map cells, so a map whose max is <= T_u
-    has no upsampled pixel above it: only the (frame, unit) maps whose max exceeds T_u
-    are upsampled (with T_u the top 0.5% quantile, a small share of them). The others
-    still count in the union through the region's area.
-    """
-    small = resize_masks(masks, size)
-    region = small.reshape(len(small), -1).T.astype(np.float32)  # (P, R)
-    area = small.reshape(len(small), -1).sum(axis=1).astype(np.float64)
-    t = np.asarray(thresholds, dtype=np.float32)
-    n_units, n_regions = len(t), len(small)
-    inter = np.zeros((n_units, n_regions))
-    active = np.zeros(n_units)
-    n_frames = 0
-    ry = rx = None
-    step = max(1, memory_bytes // (size * size * 4))  # maps upsampled at once
-    for _, maps in iter_maps:
-        maps = np.asarray(maps, dtype=np.float32)
-        if maps.shape[1] != n_units:
-            raise ValueError(f"maps have {maps.shape[1]} units, expected {n_units}")
-        if ry is None:
-            ry = bilinear_matrix(maps.shape[2], size).astype(np.float32)
-            rx = bilinear_matrix(maps.shape[3], size).astype(np.float32).T.copy()
-        n_frames += len(maps)
-        frame, unit = np.nonzero(maps.max(axis=(2, 3)) > t[None])
-        for s in range(0, len(unit), step):
-            u = unit[s : s + step]
-            on = (ry @ maps[frame[s : s + step], u] @ rx) > t[u, None, None]
-            on = on.reshape(len(u), -1)
-            active += np.bincount(u, weights=on.sum(axis=1), minlength=n_units)
-            hits = on.astype(np.float32) @ region  # (m, R)
-            for r in range(n_regions):
-                inter[:, r] += np.bincount(u, weights=hits[:, r], minlength=n_units)
-    union = active[:, None] + n_frames * area[None] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
 def netdissect_verdicts(iou: np.ndarray, min_iou: float) -> np.ndarray:
     """bool (U, R): a unit is a detector of its best region (highest IoU, as Network
     Dissection labels a unit with its best concept) when that IoU >= ``min_iou``
@@ -359,37 +181,6 @@ def write_tsv(frame: pd.DataFrame, path: str | Path) -> None:
 
 
 # --- the find_detectors rule -------------------------------------------------------------------
-
-
-def _chunk_frames(n_units: int, h: int, w: int, budget: int = 64 * 2**20) -> int:
-    return max(1, budget // max(1, n_units * h * w * 4))
-
-
-def layer_iou(
-    dump: str | Path, masks: np.ndarray, quantile: float, size: int, progress: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
-    """(thresholds (U,), IoU (U, R)) of one dump with maps: two passes over its maps."""
-    from tqdm import tqdm
-
-    from traitlens.interpret import dump_file
-
-    info = dump_file.dump_info(dump)
-    n_frames, n_units = int(info["n_frames"]), int(info["n_units"])
-    chunk = _chunk_frames(n_units, int(info["map_height"]), int(info["map_width"]))
-    unit_max = dump_file.read_reduction(dump, "max").max(axis=0, initial=0.0)
-
-    def chunks(what):
-        return tqdm(
-            dump_file.iter_maps(dump, chunk),
-            total=math.ceil(n_frames / chunk),
-            desc=f"{info['layer']} {what}",
-            unit="chunk",
-            file=sys.stderr,
-            disable=not progress,
-        )
-
-    thresholds = unit_quantile_thresholds(chunks("quantiles"), n_units, quantile, unit_max)
-    return thresholds, netdissect_iou(chunks("IoU"), thresholds, masks, size)
 
 
 def find_detectors(

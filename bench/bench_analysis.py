@@ -16,7 +16,7 @@ child process so that its peak RSS is its own:
               maps stored, so no IoU): tables, the layer's histogram figure and the
               four region montages with their faces
   au          the AU emergence core on the same size: the ``max`` reduction read, then
-              ``traitlens.interpret.au_emergence.emergence(au, units_max, n=100)`` for 17 AUs
+              ``traitlens.interpret.emergence_stats.emergence(au, units_max, n=100)`` for 17 AUs
               (and, for reference, one ``top_n_mask`` of the units alone)
   iou         Network Dissection on a smaller dump that stores its maps (``--iou-frames``,
               1,000 by default; full maps of 100k x 512 x 14 x 14 are ~20 GB of float16 and
@@ -260,7 +260,8 @@ def phase_find_detectors(tmp: Path, args) -> dict:
 def phase_au(tmp: Path, args) -> dict:
     clock = Clock()
     from traitlens.interpret import dump_file as ad
-    from traitlens.interpret.au_emergence import emergence, emergence_table, top_n_mask
+    from traitlens.interpret.au_emergence import emergence_table
+    from traitlens.interpret.emergence_stats import emergence, top_n_mask
 
     clock.imports()
     units_max = ad.read_reduction(tmp / "conv5_3.h5", "max")

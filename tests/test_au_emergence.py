@@ -21,18 +21,20 @@ from traitlens.core.errors import UserError
 from traitlens.interpret.au_emergence import (
     TABLE_COLUMNS,
     au_unit_frames,
-    emergence,
     emergence_table,
     join_frames,
-    log_corrected_p,
-    log_tail,
-    null_false_positive_rate,
     null_table,
-    significance_threshold,
-    top_n_mask,
     top_n_masks,
 )
 from traitlens.interpret.au_emergence_figure import plot_emergence
+from traitlens.interpret.emergence_stats import (
+    emergence,
+    log_corrected_p,
+    log_tail,
+    null_false_positive_rate,
+    significance_threshold,
+    top_n_mask,
+)
 
 
 @pytest.mark.parametrize(

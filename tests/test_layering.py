@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from support.imports import imported_names
+
 PACKAGE = Path(__file__).resolve().parents[1] / "workflow_scripts" / "traitlens"
 # the pipeline order (rules/*.smk); the demo generator comes first in the DAG but scores the
 # workflow's outputs against its truth, so it sits last and may read every stage's files
@@ -14,17 +16,10 @@ STAGES = ("core", "ingest", "extract", "faces", "aus", "models", "evaluation", "
 def imported_stages(source: str) -> set[str]:
     """The traitlens stages a module's source imports, at any depth (lazy imports too)."""
     found = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        elif isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        else:
-            continue
-        for name in names:
-            parts = name.split(".")
-            if parts[0] == "traitlens" and len(parts) > 1:
-                found.add(parts[1])
+    for name in imported_names(ast.walk(ast.parse(source))):
+        parts = name.split(".")
+        if parts[0] == "traitlens" and len(parts) > 1:
+            found.add(parts[1])
     return found
 
 

@@ -18,12 +18,12 @@ import re
 import sys
 from pathlib import Path
 
-import h5py  # noqa: F401 (first imported at collection: it runs uname in a subprocess)
 import numpy as np
 import pytest
-import scipy.special  # noqa: F401 (the same: it runs lscpu through numpy.testing)
 
-try:  # at collection too, for the same reason; the comparison with torch needs it
+from support.imports import imported_names
+
+try:  # the comparison with torch's upsampling needs it
     import torch
 except ImportError:
     torch = None
@@ -88,16 +88,7 @@ def _runtime_nodes(nodes, top_level_only: bool):
 def _imported(nodes) -> set[str]:
     """traitlens modules that import statements among ``nodes`` name (``from a.b import
     c`` names a.b, and a.b.c when that is a module)."""
-    found = set()
-    for node in nodes:
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        elif isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        else:
-            continue
-        found |= {n for n in names if n.startswith("traitlens.") and _module_file(n)}
-    return found
+    return {n for n in imported_names(nodes) if n.startswith("traitlens.") and _module_file(n)}
 
 
 def reachable_modules(script: Path, rule: str) -> set[str]:

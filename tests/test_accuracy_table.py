@@ -17,6 +17,7 @@ from traitlens.evaluation.accuracy_table import (
 )
 from traitlens.evaluation.metrics import mean_accuracy
 from traitlens.ingest.labels import BIG_FIVE
+from traitlens.ingest.manifest import read_groups
 from traitlens.models.predictions import PREDICTION_COLUMNS, read_labels, read_predictions
 
 N_BOOT = 200
@@ -64,6 +65,7 @@ def test_table_columns_rows_and_values(labels, predictions):
         "model",
         "split",
         "n_videos",
+        "n_groups",
         "n_fallback",
         "mean",
         "mean_ci_low",
@@ -91,7 +93,7 @@ def test_table_columns_rows_and_values(labels, predictions):
     row = _row(result, "face", "test")
     assert row["mean"] == pytest.approx(mean_accuracy(face.to_numpy(), test[list(BIG_FIVE)]))
     assert row["mean_ci_low"] < row["mean"] < row["mean_ci_high"]
-    assert (row["n_videos"], row["n_fallback"]) == (40, 0)
+    assert (row["n_videos"], row["n_groups"], row["n_fallback"]) == (40, 40, 0)
     assert row[list(BIG_FIVE)].mean() == pytest.approx(row["mean"])
     long = result.metrics.query("model == 'face' and split == 'test'")
     assert long["trait"].tolist() == list(BIG_FIVE)
@@ -179,7 +181,7 @@ def test_comparisons(labels, predictions):
     diff = _row(result, "face", "test")["mean"] - _row(result, "img", "test")["mean"]
     assert face["diff_mean_accuracy"] == pytest.approx(diff)
     assert face["ci_low"] > 0 and face["p_value"] < 0.01
-    assert (face["n_videos"], face["n_boot"]) == (40, N_BOOT)
+    assert (face["n_videos"], face["n_groups"], face["n_boot"]) == (40, 40, N_BOOT)
     # a pair with a missing model is left out
     only = evaluate(labels, {"face": predictions["face"], "audio": predictions["audio"]})
     assert only.comparisons.empty
@@ -196,7 +198,9 @@ def test_reproducible(labels, predictions):
 def test_write_outputs_round_trip(tmp_path, labels, predictions):
     # through the real readers, as the entry script does
     manifest = tmp_path / "manifest.tsv"
-    labels.assign(path="x.mp4").to_csv(manifest, sep="\t", index=False)
+    # four videos per person, as build_manifest writes the group column
+    persons = [f"p{i // 4:02d}" for i in range(len(labels))]
+    labels.assign(path="x.mp4", group=persons).to_csv(manifest, sep="\t", index=False)
     paths = {}
     for model, table in predictions.items():
         paths[model] = tmp_path / "models" / model / "predictions.tsv"
@@ -207,6 +211,7 @@ def test_write_outputs_round_trip(tmp_path, labels, predictions):
         {m: read_predictions(p, "predict_visual") for m, p in paths.items()},
         n_boot=N_BOOT,
         sources=paths,
+        groups=read_groups(manifest),
     )
     out = {
         "table": tmp_path / "tables" / "accuracy.tsv",
@@ -220,8 +225,9 @@ def test_write_outputs_round_trip(tmp_path, labels, predictions):
     table = pd.read_csv(out["table"], sep="\t")
     assert tuple(table.columns) == ACCURACY_COLUMNS
     pd.testing.assert_frame_equal(table, result.accuracy, atol=1e-6, check_dtype=False)
-    assert out["table"].read_text().splitlines()[1].split("\t")[4].count(".") == 1
-    assert len(out["table"].read_text().splitlines()[1].split("\t")[4].split(".")[1]) == 6
+    mean = out["table"].read_text().splitlines()[1].split("\t")[ACCURACY_COLUMNS.index("mean")]
+    assert mean.count(".") == 1 and len(mean.split(".")[1]) == 6
+    assert set(table["n_groups"]) == {10}  # 40 videos per split, 4 per person
     metrics = pd.read_csv(out["metrics"], sep="\t")
     assert tuple(metrics.columns) == METRICS_COLUMNS and len(metrics) == len(result.metrics)
     comparisons = pd.read_csv(out["comparisons"], sep="\t")
@@ -232,4 +238,48 @@ def test_write_outputs_round_trip(tmp_path, labels, predictions):
     face = _row(result, "face", "validation")
     assert f"{face['mean']:.3f} [{face['mean_ci_low']:.3f}, {face['mean_ci_high']:.3f}]" in md
     assert "face - img" in md and f"{N_BOOT} resamples" in md and "1 - mean absolute" in md
+    assert "## test (40 videos, 10 groups)" in md
+    assert md.count("intervals: cluster bootstrap over persons (groups): 10 groups") == 2
     assert not list(tmp_path.rglob(".tmp-*"))  # atomic writers left nothing behind
+
+
+def _clustered(labels: pd.DataFrame, per_person: int, seed: int) -> tuple[pd.DataFrame, dict]:
+    """Predictions whose errors are shared by the videos of a person, and the groups."""
+    rng = np.random.default_rng(seed)
+    person = {v: f"p{i // per_person:03d}" for i, v in enumerate(labels["video_id"])}
+    codes = pd.factorize(labels["video_id"].map(person))[0]
+    bias = rng.normal(0, 0.1, (codes.max() + 1, 5))[codes]
+    out = labels.copy()
+    out[list(BIG_FIVE)] = np.clip(out[list(BIG_FIVE)] + bias, 0, 1)
+    return out.loc[:, list(PREDICTION_COLUMNS)], person
+
+
+def test_intervals_resample_persons(labels, predictions):
+    img, person = _clustered(labels, per_person=5, seed=7)
+    models = {"img": img, "face": predictions["face"]}
+    by_video = evaluate(labels, models, n_boot=N_BOOT)
+    by_person = evaluate(labels, models, n_boot=N_BOOT, groups=person)
+    # same point estimates; the cluster CI of person-level errors is clearly wider
+    pd.testing.assert_series_equal(by_video.accuracy["mean"], by_person.accuracy["mean"])
+    width = {
+        name: _row(r, "img", "test")["mean_ci_high"] - _row(r, "img", "test")["mean_ci_low"]
+        for name, r in (("video", by_video), ("person", by_person))
+    }
+    assert width["person"] > 1.5 * width["video"]
+    assert _row(by_person, "img", "test")["n_groups"] == 8
+    assert set(by_person.comparisons["n_groups"]) == {8}
+    md = render_markdown(by_person)
+    assert "## test (40 videos, 8 groups)" in md and "cluster bootstrap over persons" in md
+    assert "intervals: bootstrap over videos" in render_markdown(by_video)
+
+    # every video its own group: exactly the bootstrap over videos
+    own = {v: f"g{i}" for i, v in enumerate(labels["video_id"][::-1])}
+    alone = evaluate(labels, models, n_boot=N_BOOT, groups=own)
+    pd.testing.assert_frame_equal(alone.accuracy, by_video.accuracy)
+    pd.testing.assert_frame_equal(alone.comparisons, by_video.comparisons)
+
+
+def test_video_without_a_group_names_the_manifest(labels, predictions):
+    groups = {v: "p" for v in labels["video_id"][:-1]}  # the last test video has none
+    with pytest.raises(UserError, match=r"manifest\.tsv: 1 video\(s\) without a group \(te039\)"):
+        evaluate(labels, predictions, n_boot=N_BOOT, groups=groups, labels_source="manifest.tsv")

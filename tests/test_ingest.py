@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from types import SimpleNamespace
+
 import pytest
 
 from traitlens.core.errors import UserError
@@ -12,8 +15,11 @@ from traitlens.ingest.manifest import (
     labels_from_manifest_rows,
     manifest_columns,
     merge_splits,
+    read_groups,
     to_tsv,
+    youtube_group,
 )
+from traitlens.ingest.rules import build_manifest as build_manifest_rule
 from traitlens.ingest.sources import discover_videos, manifest_videos, read_manifest_rows
 
 
@@ -68,6 +74,7 @@ def test_build_manifest_joins_and_reports_unmatched():
         "video_id",
         "path",
         "split",
+        "group",
         *BIG_FIVE,
         "interview",
         "shard",
@@ -100,8 +107,61 @@ def test_discover_videos_recursive_unique_and_loop_safe(tmp_path):
         discover_videos(tmp_path / "absent")
 
 
-def write_manifest(path, rows):
-    header = ["video_id", "path", "split", *BIG_FIVE]
+@pytest.mark.parametrize(
+    ("video_id", "group"),
+    [
+        ("--Ymqszjv54.001", "--Ymqszjv54"),  # First Impressions: <YouTube id>.<NNN>
+        ("abc.def.002", "abc.def"),  # only the last .NNN is the clip number
+        ("été vidéo.010", "été vidéo"),
+        ("noclip", None),
+        ("clip.1", None),
+        ("clip.0001", None),
+        ("clip.abc", None),
+        (".001", None),
+    ],
+)
+def test_youtube_group_of_a_clip_id(video_id, group):
+    assert youtube_group(video_id) == group
+
+
+def test_first_impressions_ids_give_person_groups(tmp_path):
+    """The demo and First Impressions share the id scheme: clips of one YouTube id are one
+    group, an id off the scheme is its own group and is listed once."""
+    merged = merge_splits(
+        {
+            "training": ("train.pkl", {"--Ymqszjv54.001": traits(0.1), "noclip": traits(0.2)}),
+            "test": ("test.pkl", {"--Ymqszjv54.002": traits(0.3), "abc.def.002": traits(0.4)}),
+        }
+    )
+    ids = sorted(merged)
+    result = build_manifest([(v, f"/v/{v}.mp4", "s0") for v in ids], merged)
+    groups = {r["video_id"]: r["group"] for r in result.rows}
+    assert groups == {
+        "--Ymqszjv54.001": "--Ymqszjv54",
+        "--Ymqszjv54.002": "--Ymqszjv54",
+        "abc.def.002": "abc.def",
+        "noclip": "noclip",
+    }
+    assert result.own_groups == ["noclip"]
+    manifest = tmp_path / "manifest.tsv"
+    manifest.write_text(to_tsv(result.rows, manifest_columns(result.has_interview)))
+    assert read_groups(manifest) == groups
+
+
+def test_read_groups_refuses_a_manifest_without_groups(tmp_path):
+    old = tmp_path / "manifest.tsv"
+    old.write_text("video_id\tpath\tsplit\nNA\tx.mp4\ttrain\n")  # before the group column
+    with pytest.raises(UserError, match=r"manifest\.tsv.*missing columns \['group'\]"):
+        read_groups(old)
+    old.write_text("video_id\tgroup\nNA\tnull\nb\tNA\n")  # such names stay strings
+    assert read_groups(old) == {"NA": "null", "b": "NA"}
+    old.write_text("video_id\tgroup\na\t\n")
+    with pytest.raises(UserError, match="empty 'group'.*a.*build_manifest"):
+        read_groups(old)
+
+
+def write_manifest(path, rows, extra=()):
+    header = ["video_id", "path", "split", *BIG_FIVE, *extra]
     path.write_text("\n".join(["\t".join(header), *("\t".join(map(str, r)) for r in rows)]) + "\n")
 
 
@@ -176,3 +236,60 @@ def test_manifest_structure_errors(tmp_path):
     )
     with pytest.raises(UserError, match="appears twice"):
         read_manifest_rows(manifest)
+
+
+def test_manifest_group_column_is_optional(tmp_path, caplog):
+    manifest = tmp_path / "m.tsv"
+    rows = [["a", "a.mp4", "train", *[0.5] * 5], ["b", "b.mp4", "test", *[0.5] * 5]]
+    write_manifest(manifest, rows)
+    labels = labels_from_manifest_rows(read_manifest_rows(manifest), str(manifest))
+    assert {v: lab.group for v, lab in labels.items()} == {"a": None, "b": None}
+    result = build_manifest([("a", "a.mp4", "s0"), ("b", "b.mp4", "s0")], labels)
+    assert [r["group"] for r in result.rows] == ["a", "b"]  # each video its own group
+    assert result.own_groups == ["a", "b"]
+
+    write_manifest(manifest, [[*r, "person 1"] for r in rows], extra=["group"])
+    labels = labels_from_manifest_rows(read_manifest_rows(manifest), str(manifest))
+    result = build_manifest([("a", "a.mp4", "s0"), ("b", "b.mp4", "s0")], labels)
+    assert [r["group"] for r in result.rows] == ["person 1", "person 1"]
+    assert result.own_groups == []
+
+
+def test_manifest_empty_group_cell_names_file_row_and_column(tmp_path):
+    manifest = tmp_path / "m.tsv"
+    write_manifest(
+        manifest,
+        [["a", "a.mp4", "train", *[0.5] * 5, "p1"], ["b", "b.mp4", "test", *[0.5] * 5, " "]],
+        extra=["group"],
+    )
+    with pytest.raises(UserError) as err:
+        labels_from_manifest_rows(read_manifest_rows(manifest), str(manifest))
+    assert str(err.value).startswith(f"{manifest}: 1 bad row(s)")
+    assert "line 3: column 'group' is empty" in str(err.value)
+
+
+def test_rule_logs_the_videos_without_a_group_once(tmp_path, caplog):
+    videos = []
+    rows = []
+    for i in range(3):
+        (tmp_path / f"v{i}.mp4").write_bytes(b"x")
+        videos.append((f"v{i}", str(tmp_path / f"v{i}.mp4"), "s0"))
+        rows.append([f"v{i}", f"v{i}.mp4", "train", *[0.5] * 5])
+    write_manifest(tmp_path / "m.tsv", rows)
+    job = SimpleNamespace(
+        input=SimpleNamespace(manifest=str(tmp_path / "m.tsv")),
+        output=SimpleNamespace(
+            manifest=str(tmp_path / "manifest.tsv"), unmatched=str(tmp_path / "ingest.tsv")
+        ),
+        params=SimpleNamespace(
+            format="manifest", videos=videos, on_unmatched="warn", paths_outside=False
+        ),
+    )
+    with caplog.at_level(logging.INFO, logger="traitlens.build_manifest"):
+        build_manifest_rule(job)
+    own = [r.getMessage() for r in caplog.records if "their own group" in r.getMessage()]
+    assert len(own) == 1
+    assert own[0].startswith("3 video(s) are their own group") and "'v0'" in own[0]
+    assert "m.tsv has no 'group' column" in own[0]
+    assert read_groups(tmp_path / "manifest.tsv") == {"v0": "v0", "v1": "v1", "v2": "v2"}
+    assert any("train 3 in 3 groups" in r.getMessage() for r in caplog.records)

@@ -65,11 +65,12 @@ def test_manifest_and_ingest_report(fi_run):
     manifest = pd.read_csv(root / "results/fi/manifest.tsv", sep="\t", dtype={"shard": str})
     assert sorted(manifest["video_id"]) == sorted([*CLIPS, "zerobyte000.001"])
     assert list(manifest.columns) == [
-        "video_id", "path", "split", "openness", "conscientiousness", "extraversion",
+        "video_id", "path", "split", "group", "openness", "conscientiousness", "extraversion",
         "agreeableness", "neuroticism", "interview", "shard",
     ]  # fmt: skip
     row = manifest.set_index("video_id").loc["--Ymqszjv54.001"]
     assert row["split"] == "train" and row["openness"] == pytest.approx(0.2)
+    assert row["group"] == "--Ymqszjv54"  # the YouTube id: the person's clips share it
     unmatched = pd.read_csv(root / "results/fi/qc/ingest.tsv", sep="\t").set_index("video_id")
     assert unmatched.loc["unlabelled0.001", "problem"] == "video file has no label"
     assert "no readable video file" in unmatched.loc["nofilexxxxx.001", "problem"]

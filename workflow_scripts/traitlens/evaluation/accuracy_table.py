@@ -12,6 +12,9 @@ Choices made here:
   comparable; ``n_fallback`` counts such videos per model and split.
 - Every bootstrap on a split uses the same seed, hence the same resampled videos for
   every model (see :mod:`traitlens.evaluation.bootstrap`).
+- The bootstrap resamples groups (the manifest's ``group``: the person), each with all
+  of its videos in the split; ``n_groups`` counts them. Without groups, or when every
+  group is one video, it resamples videos and ``n_groups`` equals ``n_videos``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,11 @@ import pandas as pd
 
 from traitlens.core.atomic import atomic_path, save_figure, write_text_atomic
 from traitlens.core.errors import UserError
-from traitlens.evaluation.bootstrap import bootstrap_mean_accuracy, paired_bootstrap
+from traitlens.evaluation.bootstrap import (
+    bootstrap_mean_accuracy,
+    count_groups,
+    paired_bootstrap,
+)
 from traitlens.evaluation.metrics import METRICS, trait_metrics
 from traitlens.ingest.labels import BIG_FIVE
 from traitlens.models.predictions import FLOAT_FORMAT, SPLITS
@@ -41,6 +48,7 @@ ACCURACY_COLUMNS = (
     "model",
     "split",
     "n_videos",
+    "n_groups",
     "n_fallback",
     "mean",
     "mean_ci_low",
@@ -59,6 +67,7 @@ COMPARISON_COLUMNS = (
     "ci_high",
     "p_value",
     "n_videos",
+    "n_groups",
     "n_boot",
 )
 
@@ -123,6 +132,20 @@ def _check_predictions(table: pd.DataFrame, labels: pd.DataFrame, source: str) -
         )
 
 
+def _split_groups(truth: pd.DataFrame, groups: Mapping[str, str] | None, source: str) -> np.ndarray:
+    """The group of each video of ``truth`` (its own id when ``groups`` is None)."""
+    if groups is None:
+        return truth["video_id"].to_numpy(dtype=object)
+    of = truth["video_id"].map(groups)
+    missing = truth.loc[of.isna(), "video_id"]
+    if len(missing):
+        raise UserError(
+            f"{source}: {len(missing)} video(s) without a group ({', '.join(missing[:5])}); "
+            "rebuild the manifest"
+        )
+    return of.astype(str).to_numpy(dtype=object)
+
+
 def _scored(
     table: pd.DataFrame, video_ids: pd.Series, fallback: np.ndarray
 ) -> tuple[np.ndarray, int]:
@@ -142,12 +165,15 @@ def evaluate(
     seed: int = 0,
     sources: Mapping[str, str | Path] | None = None,
     labels_source: str | Path = "the labels",
+    groups: Mapping[str, str] | None = None,
 ) -> Evaluation:
     """Score every model present (plus ``train_mean``) on each split; see the module doc.
 
     ``labels`` and each prediction table have the columns of
-    :data:`traitlens.models.predictions.PREDICTION_COLUMNS`. ``sources`` maps a model name to its
-    predictions file, named in error messages. Rows are ordered by split (as given), then
+    :data:`traitlens.models.predictions.PREDICTION_COLUMNS`. ``groups`` maps every
+    evaluated video to its group (traitlens.ingest.manifest.read_groups), which the
+    bootstrap resamples; None: each video its own group. ``sources`` maps a model name to
+    its predictions file, named in error messages. Rows are ordered by split (as given), then
     by model in :data:`MODELS` order with ``train_mean`` last; models absent from
     ``predictions_by_model`` are skipped.
     """
@@ -172,6 +198,8 @@ def evaluate(
     for split in splits:
         truth = labels[labels["split"] == split]
         label = truth[list(BIG_FIVE)].to_numpy(float)
+        group = _split_groups(truth, groups, str(labels_source))
+        n_groups = count_groups(group, len(truth))
         preds: dict[str, np.ndarray] = {}
         for model in models:
             if model == BASELINE:
@@ -180,12 +208,13 @@ def evaluate(
                 pred, n_fallback = _scored(predictions_by_model[model], truth["video_id"], baseline)
             preds[model] = pred
             per_trait = trait_metrics(pred, label)
-            ci = bootstrap_mean_accuracy(pred, label, n_boot, confidence, seed)
+            ci = bootstrap_mean_accuracy(pred, label, n_boot, confidence, seed, group)
             acc_rows.append(
                 {
                     "model": model,
                     "split": split,
                     "n_videos": len(truth),
+                    "n_groups": n_groups,
                     "n_fallback": n_fallback,
                     "mean": ci.estimate,
                     "mean_ci_low": ci.low,
@@ -202,7 +231,7 @@ def evaluate(
                 )
         for a, b in COMPARISONS:
             if a in preds and b in preds:
-                cmp = paired_bootstrap(preds[a], preds[b], label, n_boot, confidence, seed)
+                cmp = paired_bootstrap(preds[a], preds[b], label, n_boot, confidence, seed, group)
                 comparison_rows.append(
                     {
                         "comparison": f"{a} - {b}",
@@ -212,6 +241,7 @@ def evaluate(
                         "ci_high": cmp.high,
                         "p_value": cmp.p_value,
                         "n_videos": cmp.n_videos,
+                        "n_groups": cmp.n_groups,
                         "n_boot": cmp.n_boot,
                     }
                 )
@@ -241,8 +271,9 @@ def render_markdown(result: Evaluation) -> str:
     acc = result.accuracy
     lines = ["# Accuracy of the trait regressors", ""]
     for split, rows in acc.groupby("split", sort=False):
+        n_videos, n_groups = int(rows["n_videos"].iloc[0]), int(rows["n_groups"].iloc[0])
         lines += [
-            f"## {split} ({int(rows['n_videos'].iloc[0])} videos)",
+            f"## {split} ({n_videos} videos, {n_groups} groups)",
             "",
             f"| model | mean accuracy [{level} CI] | O | C | E | A | N | r | CCC | R² "
             "| no prediction |",
@@ -258,19 +289,20 @@ def render_markdown(result: Evaluation) -> str:
                 str(r["n_fallback"]),
             ]
             lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += ["", _unit_line(n_videos, n_groups), ""]
     if not result.comparisons.empty:
         lines += [
             "## Comparisons (paired bootstrap on the same videos)",
             "",
-            f"| comparison | split | difference in mean accuracy [{level} CI] | p | videos |",
-            "|---|---|---|---|---|",
+            f"| comparison | split | difference in mean accuracy [{level} CI] | p | videos "
+            "| groups |",
+            "|---|---|---|---|---|---|",
         ]
         for row in result.comparisons.itertuples(index=False):
             lines.append(
                 f"| {row.comparison} | {row.split} | {row.diff_mean_accuracy:+.4f} "
                 f"[{row.ci_low:+.4f}, {row.ci_high:+.4f}] | {_fmt_p(row.p_value, row.n_boot)} "
-                f"| {row.n_videos} |"
+                f"| {row.n_videos} | {row.n_groups} |"
             )
         lines.append("")
     lines += [
@@ -279,8 +311,11 @@ def render_markdown(result: Evaluation) -> str:
         "- Accuracy = 1 - mean absolute error (MAE) per trait; the mean accuracy averages the "
         "five traits (O, C, E, A, N). r, CCC and R² are means over the five traits; r is "
         "undefined (n/a) for a constant prediction such as train_mean.",
-        f"- CIs: percentile bootstrap over videos, {result.n_boot} resamples, {level} level, "
-        f"seed {result.seed} (the same resampled videos for every model of a split).",
+        f"- CIs: percentile cluster bootstrap, {result.n_boot} resamples, {level} level, "
+        f"seed {result.seed} (the same resamples for every model of a split). Each resample "
+        "draws the split's groups (the manifest's 'group', the person) with replacement and "
+        "takes all of their videos, since clips of one person are correlated; where every "
+        "group is one video, this is the bootstrap over videos.",
         "- p: two-sided paired-bootstrap p-value for no difference, twice the smaller share "
         "of resampled differences on either side of 0, floored at 1/(resamples + 1).",
         "- train_mean predicts every video with the train split's mean of each trait. A video "
@@ -289,6 +324,15 @@ def render_markdown(result: Evaluation) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _unit_line(n_videos: int, n_groups: int) -> str:
+    if n_groups < n_videos:
+        return (
+            f"intervals: cluster bootstrap over persons (groups): {n_groups} groups, each "
+            "resampled with all of its videos"
+        )
+    return "intervals: bootstrap over videos (every video its own group)"
 
 
 def plot_accuracy(accuracy: pd.DataFrame, path: str | Path, confidence: float = 0.95) -> None:

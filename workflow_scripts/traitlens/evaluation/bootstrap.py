@@ -1,12 +1,18 @@
-"""Bootstrap over videos: a CI of one model's mean accuracy and a paired model comparison.
+"""Cluster bootstrap: a CI of one model's mean accuracy and a paired model comparison.
 
-Both resample *videos* with replacement (a video's five trait errors stay together) and
-use the percentile method. The resampling index matrix is drawn from
-``numpy.random.default_rng(seed)`` in chunks of rows, so memory stays bounded (about
-``_CHUNK_ELEMENTS`` indices at a time) for 10,000 videos x 2,000 resamples; numpy draws the
-same stream whatever the chunk size, so the result depends only on (n_videos, n_boot,
-seed). The same seed on the same videos therefore draws the same resamples for every
-model, which keeps the single-model CIs and the paired comparisons consistent.
+Both resample *groups* (persons: clips of one person are correlated) with replacement and
+take all of a drawn group's videos, keeping a video's five trait errors together; both use
+the percentile method. A resample's mean is the ratio of its sums, sum of the drawn
+groups' per-video values over their number of videos, so groups of unequal size weigh as
+their videos do. ``groups=None``, or groups that are all single videos, is the plain
+bootstrap over videos, with exactly its draws and results.
+
+The resampling index matrix is drawn from ``numpy.random.default_rng(seed)`` in chunks of
+rows, so memory stays bounded (about ``_CHUNK_ELEMENTS`` indices at a time) for 10,000
+videos x 2,000 resamples; numpy draws the same stream whatever the chunk size, so the
+result depends only on (the groups, n_boot, seed). The same seed on the same videos
+therefore draws the same resamples for every model, which keeps the single-model CIs and
+the paired comparisons consistent.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ class PairedComparison:
     p_value: float
     n_videos: int
     n_boot: int
+    n_groups: int  # the resampled units; n_videos when every video is its own group
 
 
 def _check(n_boot: int, confidence: float) -> None:
@@ -48,23 +55,62 @@ def _check(n_boot: int, confidence: float) -> None:
         raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence!r}")
 
 
+def group_codes(groups: np.ndarray | None, n: int) -> np.ndarray | None:
+    """Each video's group as an integer 0..G-1 (groups in sorted order), or None when
+    ``groups`` is None or every group holds one video (then the bootstrap is over videos).
+    """
+    if groups is None:
+        return None
+    groups = np.asarray(groups)
+    if groups.shape != (n,):
+        raise ValueError(f"groups must give one group per video, shape ({n},), got {groups.shape}")
+    _, codes = np.unique(groups, return_inverse=True)
+    n_groups = int(codes.max()) + 1 if n else 0
+    return None if n_groups == n else codes.reshape(n)
+
+
+def count_groups(groups: np.ndarray | None, n: int) -> int:
+    """The number of resampled units: distinct groups, or n videos when ``groups`` is None."""
+    codes = group_codes(groups, n)
+    return n if codes is None else int(codes.max()) + 1
+
+
 def resampled_means(
-    values: np.ndarray, n_boot: int, seed: int, chunk_elements: int = _CHUNK_ELEMENTS
+    values: np.ndarray,
+    n_boot: int,
+    seed: int,
+    chunk_elements: int = _CHUNK_ELEMENTS,
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """Means of ``n_boot`` resamples (with replacement) of the n entries of ``values`` (n,).
 
-    Rows of the (n_boot, n) index matrix are drawn ``chunk_elements // n`` at a time.
+    With ``groups`` (n,), one label per entry, each resample draws the G groups with
+    replacement and its mean is (sum of the drawn groups' values) / (their number of
+    entries). Rows of the (n_boot, units) index matrix are drawn ``chunk_elements //
+    units`` at a time.
     """
     values = np.asarray(values, dtype=float)
     n = values.shape[0]
     if values.ndim != 1 or n == 0:
         raise ValueError(f"need a non-empty 1-D array of per-video values, got {values.shape}")
+    codes = group_codes(groups, n)
     rng = np.random.default_rng(seed)
-    rows = max(1, chunk_elements // n)
     out = np.empty(n_boot)
+    if codes is None:
+        rows = max(1, chunk_elements // n)
+        for start in range(0, n_boot, rows):
+            stop = min(start + rows, n_boot)
+            out[start:stop] = values[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+        return out
+    # Per-group sums and sizes: a resample touches G numbers, not its videos.
+    sums = np.bincount(codes, weights=values)
+    sizes = np.bincount(codes).astype(float)
+    n_groups = sums.shape[0]
+    rows = max(1, chunk_elements // n_groups)
     for start in range(0, n_boot, rows):
         stop = min(start + rows, n_boot)
-        out[start:stop] = values[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+        drawn = rng.integers(0, n_groups, size=(stop - start, n_groups))
+        out[start:stop] = sums[drawn].sum(axis=1) / sizes[drawn].sum(axis=1)
     return out
 
 
@@ -80,11 +126,14 @@ def bootstrap_mean_accuracy(
     n_boot: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> BootstrapCI:
-    """Mean accuracy of ``pred`` (n_videos, 5) against ``label`` with a percentile CI."""
+    """Mean accuracy of ``pred`` (n_videos, 5) against ``label`` with a percentile CI;
+    ``groups`` (n_videos,) labels each video's person (None: each video its own group)."""
     _check(n_boot, confidence)
     per_video = video_accuracy(pred, label)
-    low, high = _percentiles(resampled_means(per_video, n_boot, seed), confidence)
+    means = resampled_means(per_video, n_boot, seed, groups=groups)
+    low, high = _percentiles(means, confidence)
     return BootstrapCI(float(per_video.mean()), low, high)
 
 
@@ -95,11 +144,13 @@ def paired_bootstrap(
     n_boot: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> PairedComparison:
     """Difference in mean accuracy, model A - model B, scored on the same videos.
 
-    Each resample draws videos with replacement and scores both models on that one draw
-    (paired), so the per-video difference ``d_i = acc_A(i) - acc_B(i)`` is resampled.
+    Each resample draws groups (``groups``, as in :func:`bootstrap_mean_accuracy`; None:
+    videos) with replacement and scores both models on that one draw (paired), so the
+    per-video difference ``d_i = acc_A(i) - acc_B(i)`` is resampled.
     ``diff`` is mean(d); ``low``/``high`` the percentile CI of the resampled means d*_b.
     Two-sided p-value for "no difference"::
 
@@ -111,8 +162,9 @@ def paired_bootstrap(
     """
     _check(n_boot, confidence)
     d = video_accuracy(pred_a, label) - video_accuracy(pred_b, label)
-    means = resampled_means(d, n_boot, seed)
+    means = resampled_means(d, n_boot, seed, groups=groups)
     low, high = _percentiles(means, confidence)
     tail = min(np.count_nonzero(means <= 0), np.count_nonzero(means >= 0)) / n_boot
     p = min(1.0, max(2.0 * tail, 1.0 / (n_boot + 1)))
-    return PairedComparison(float(d.mean()), low, high, p, int(d.shape[0]), int(n_boot))
+    n = int(d.shape[0])
+    return PairedComparison(float(d.mean()), low, high, p, n, int(n_boot), count_groups(groups, n))

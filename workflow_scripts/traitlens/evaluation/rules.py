@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from traitlens.core.errors import Job
 from traitlens.evaluation.accuracy_table import evaluate, write_outputs
+from traitlens.ingest.manifest import read_groups
 from traitlens.models.predictions import PRODUCED_BY, read_labels, read_predictions
 
 
@@ -19,7 +20,8 @@ def _as_list(value) -> list:
 
 def evaluate_models(job: Job) -> None:
     """Labels and every model's predictions -> accuracy, metrics and comparison tables, a
-    Markdown summary and a bar figure (traitlens.evaluation.accuracy_table)."""
+    Markdown summary and a bar figure (traitlens.evaluation.accuracy_table). The
+    manifest's groups (persons) are what the bootstrap resamples."""
     models = _as_list(job.params.models)
     paths = _as_list(job.input.predictions)
     if len(models) != len(paths) or len(set(models)) != len(models):
@@ -33,6 +35,7 @@ def evaluate_models(job: Job) -> None:
         seed=int(job.params.seed),
         sources=dict(zip(models, paths, strict=True)),
         labels_source=job.input.labels,
+        groups=read_groups(job.input.labels),
     )
     write_outputs(
         result,

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from traitlens.core.errors import UserError
+from traitlens.core.h5checks import rebuild_hint
+from traitlens.core.tables import read_table
 from traitlens.ingest.labels import BIG_FIVE, OPTIONAL_TRAITS, _as_label
 
 # First Impressions names its label files by split; the manifest uses short split names.
@@ -20,7 +24,20 @@ SPLIT_ALIASES = {
     "val": "validation",
     "test": "test",
 }
-MANIFEST_COLUMNS = ("video_id", "path", "split", *BIG_FIVE)
+# The person a video shows: clips of one person are correlated, so the bootstrap
+# resamples groups, not videos (traitlens.evaluation.bootstrap).
+GROUP_COLUMN = "group"
+MANIFEST_COLUMNS = ("video_id", "path", "split", GROUP_COLUMN, *BIG_FIVE)
+# First Impressions names a clip <YouTube id>.<NNN>; a YouTube video shows one person.
+_CLIP_ID = re.compile(r"^(?P<youtube_id>.+)\.\d{3}$")
+
+
+def youtube_group(video_id: str) -> str | None:
+    """The YouTube id of a First Impressions clip id (``--Ymqszjv54.001`` ->
+    ``--Ymqszjv54``, ``abc.def.002`` -> ``abc.def``), or None when the id does not end in
+    ``.NNN`` (such a video is its own group)."""
+    match = _CLIP_ID.match(video_id)
+    return match.group("youtube_id") if match else None
 
 
 @dataclass
@@ -28,6 +45,7 @@ class Labelled:
     split: str
     traits: dict[str, float]
     source: str  # the label file (or manifest line) it came from
+    group: str | None = None  # the person (GROUP_COLUMN); None: the video is its own group
 
 
 @dataclass
@@ -35,13 +53,14 @@ class IngestResult:
     rows: list[dict[str, object]]
     unmatched: list[dict[str, str]] = field(default_factory=list)
     has_interview: bool = False
+    own_groups: list[str] = field(default_factory=list)  # videos with no known group
 
 
 def merge_splits(
     per_split: dict[str, tuple[str, dict[str, dict[str, float]]]],
 ) -> dict[str, Labelled]:
     """{split: (label file, {video: traits})} -> {video: Labelled}; a video in two splits
-    is an error naming both files."""
+    is an error naming both files. The group is the id's YouTube id (:func:`youtube_group`)."""
     merged: dict[str, Labelled] = {}
     clashes: list[str] = []
     for split, (source, videos) in per_split.items():
@@ -50,7 +69,7 @@ def merge_splits(
             if video_id in merged:
                 clashes.append(f"{video_id!r} in {merged[video_id].source} and {source}")
                 continue
-            merged[video_id] = Labelled(short, traits, source)
+            merged[video_id] = Labelled(short, traits, source, youtube_group(video_id))
     if clashes:
         raise UserError(
             f"{len(clashes)} video(s) labelled in two splits (each video belongs to one):\n  "
@@ -60,10 +79,13 @@ def merge_splits(
 
 
 def labels_from_manifest_rows(rows: list[dict[str, str]], manifest: str) -> dict[str, Labelled]:
-    """Labels of a user manifest (rows from sources.read_manifest_rows), checked."""
+    """Labels of a user manifest (rows from sources.read_manifest_rows), checked. The
+    optional ``group`` column names each video's person; without it, every video is its
+    own group."""
     missing = [t for t in BIG_FIVE if rows and t not in rows[0]]
     if missing:
         raise UserError(f"{manifest}: trait column(s) missing: {', '.join(missing)}")
+    has_group = bool(rows) and GROUP_COLUMN in rows[0]
     labelled: dict[str, Labelled] = {}
     problems: list[str] = []
     for line, row in enumerate(rows, start=2):
@@ -86,7 +108,13 @@ def labels_from_manifest_rows(rows: list[dict[str, str]], manifest: str) -> dict
                 )
             else:
                 traits[trait] = value
-        labelled[row["video_id"]] = Labelled(split, traits, f"{manifest}:{line}")
+        group = (row.get(GROUP_COLUMN) or "").strip() if has_group else None
+        if group == "":
+            problems.append(
+                f"line {line}: column {GROUP_COLUMN!r} is empty (the column is optional, "
+                "but when present every row needs a group: the person the video shows)"
+            )
+        labelled[row["video_id"]] = Labelled(split, traits, f"{manifest}:{line}", group)
     if problems:
         raise UserError(
             f"{manifest}: {len(problems)} bad row(s):\n  "
@@ -100,12 +128,14 @@ def build_manifest(videos: list[tuple[str, str, str]], labels: dict[str, Labelle
     """Join (video_id, path, shard) triples with labels.
 
     A labelled video without a file, or a file without labels, is left out of the
-    manifest and listed in ``unmatched`` (the caller warns or stops per config).
+    manifest and listed in ``unmatched`` (the caller warns or stops per config). A video
+    whose label has no group is its own group (its id), listed in ``own_groups``.
     """
     files = {video_id: (path, shard) for video_id, path, shard in videos}
     has_interview = bool(labels) and all("interview" in lab.traits for lab in labels.values())
     rows: list[dict[str, object]] = []
     unmatched: list[dict[str, str]] = []
+    own_groups: list[str] = []
     for video_id in sorted(set(files) | set(labels)):
         lab = labels.get(video_id)
         if video_id not in files:
@@ -131,13 +161,16 @@ def build_manifest(videos: list[tuple[str, str, str]], labels: dict[str, Labelle
             "video_id": video_id,
             "path": path,
             "split": lab.split,
+            GROUP_COLUMN: video_id if lab.group is None else lab.group,
         }
+        if lab.group is None:
+            own_groups.append(video_id)
         row.update({t: lab.traits[t] for t in BIG_FIVE})
         if has_interview:
             row["interview"] = lab.traits["interview"]
         row["shard"] = shard
         rows.append(row)
-    return IngestResult(rows, unmatched, has_interview)
+    return IngestResult(rows, unmatched, has_interview, own_groups)
 
 
 def manifest_columns(has_interview: bool) -> list[str]:
@@ -152,3 +185,23 @@ def to_tsv(rows: list[dict[str, object]], columns: list[str]) -> str:
     for row in rows:
         writer.writerow({c: row.get(c, "") for c in columns})
     return out.getvalue()
+
+
+def read_groups(manifest: str | Path) -> dict[str, str]:
+    """{video_id: group} of a manifest.tsv written by build_manifest; UserError naming the
+    file when it is not one (a manifest from before the group column, say)."""
+    table = read_table(
+        manifest,
+        "manifest",
+        "build_manifest",
+        ("video_id", GROUP_COLUMN),
+        dtype=str,
+        keep_default_na=False,  # a group may be spelled 'NA' or 'null'
+    )
+    empty = table.loc[table[GROUP_COLUMN] == "", "video_id"]
+    if len(empty):
+        raise UserError(
+            f"{manifest}: {len(empty)} video(s) with an empty {GROUP_COLUMN!r} "
+            f"({', '.join(empty[:5])}); {rebuild_hint(manifest, 'build_manifest')}"
+        )
+    return dict(zip(table["video_id"], table[GROUP_COLUMN], strict=True))

@@ -13,13 +13,14 @@ from traitlens.core.atomic import write_text_atomic
 from traitlens.core.errors import Job, UserError
 from traitlens.ingest.labels import read_annotations
 from traitlens.ingest.manifest import (
-    build_manifest as join_videos_and_labels,
-)
-from traitlens.ingest.manifest import (
+    GROUP_COLUMN,
     labels_from_manifest_rows,
     manifest_columns,
     merge_splits,
     to_tsv,
+)
+from traitlens.ingest.manifest import (
+    build_manifest as join_videos_and_labels,
 )
 from traitlens.ingest.sources import read_manifest_rows
 
@@ -68,11 +69,27 @@ def build_manifest(job: Job) -> None:
     write_text_atomic(
         job.output.manifest, to_tsv(result.rows, manifest_columns(result.has_interview))
     )
-    counts = {s: sum(r["split"] == s for r in result.rows) for s in ("train", "validation", "test")}
+    if result.own_groups:
+        # Once per run, not per video: on First Impressions these are the odd few.
+        why = (
+            f"{job.input.manifest} has no {GROUP_COLUMN!r} column"
+            if job.params.format == "manifest"
+            else "their ids are not <YouTube id>.<NNN>"
+        )
+        log.warning(
+            "%d video(s) are their own group (%s), e.g. %r: the bootstrap treats each as "
+            "a person of its own",
+            len(result.own_groups),
+            why,
+            result.own_groups[0],
+        )
+    splits = ("train", "validation", "test")
+    counts = {s: sum(r["split"] == s for r in result.rows) for s in splits}
+    groups = {s: len({r[GROUP_COLUMN] for r in result.rows if r["split"] == s}) for s in splits}
     log.info(
         "manifest: %d videos (%s)",
         len(result.rows),
-        ", ".join(f"{k} {v}" for k, v in counts.items()),
+        ", ".join(f"{k} {v} in {groups[k]} groups" for k, v in counts.items()),
     )
 
 

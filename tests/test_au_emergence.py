@@ -72,6 +72,33 @@ def test_top_n_mask_per_column_and_ties():
     assert top_n_mask(np.array([2.0, 2.0, 2.0]), 1).tolist() == [True, False, False]
 
 
+def test_top_n_mask_in_blocks_is_the_stable_sort_definition(monkeypatch):
+    """Ranked by partition in blocks of columns: the same frames as a stable argsort of
+    -values (ties to the earlier frame, or the earlier place in ``tie_order``)."""
+    from traitlens.interpret import emergence_stats
+
+    rng = np.random.default_rng(11)
+    values = rng.integers(0, 5, (300, 13)).astype(np.float32)  # many ties
+    values[:, 3] = 0.0
+    values[:7, 4] = -np.inf
+    order = rng.permutation(300)
+    monkeypatch.setattr(emergence_stats, "_CHUNK_BYTES", 300 * 8 * 4)  # 4 columns a block
+    for n in (1, 17, 150, 299, 300):
+        expected = np.zeros(values.shape, dtype=bool)
+        top = np.argsort(-values, axis=0, kind="stable")[:n]
+        np.put_along_axis(expected, top, True, axis=0)
+        np.testing.assert_array_equal(top_n_mask(values, n), expected)
+        shuffled = np.zeros(values.shape, dtype=bool)
+        top = np.argsort(-values[order], axis=0, kind="stable")[:n]
+        np.put_along_axis(shuffled, top, True, axis=0)
+        expected = np.zeros(values.shape, dtype=bool)
+        expected[order] = shuffled
+        np.testing.assert_array_equal(top_n_mask(values, n, order), expected)
+    with_nan = values.astype(float)
+    with_nan[5, 0] = np.nan  # NaN ranks last, as in argsort
+    assert not top_n_mask(with_nan, 299)[5, 0]
+
+
 def test_a_unit_that_follows_the_au_is_found_and_significant():
     rng = np.random.default_rng(0)
     f, u, n = 2000, 64, 50
@@ -288,7 +315,7 @@ def test_au_unit_frames_joins_successful_rows_and_concatenates_layers(tmp_path, 
     values = np.array([[0.5, 0.6], [0.1, 0.2], [np.nan, np.nan], [0.3, np.nan], [0.9, 0.9]])
     table = _au_rows(au_keys, values, [True, True, False, True, True])
     with caplog.at_level(logging.INFO, logger="traitlens.interpret.au_emergence"):
-        au_values, unit_max, labels, videos = au_unit_frames(
+        au_values, unit_max, labels, videos, frame_index = au_unit_frames(
             [tmp_path / "conv4_3.h5", tmp_path / "conv5_3.h5"], table, ["AU01", "AU12"]
         )
     assert labels == [
@@ -302,6 +329,7 @@ def test_au_unit_frames_joins_successful_rows_and_concatenates_layers(tmp_path, 
     np.testing.assert_allclose(au_values, [[0.1, 0.2], [0.5, 0.6]])
     np.testing.assert_allclose(unit_max, np.hstack([a, b])[[0, 3]])
     assert videos.tolist() == ["v1", "v2"]
+    assert frame_index.tolist() == [0, 5]
     assert (
         "2 of 5 dumped frames kept; dropped 1 with no AU row, 1 whose AU row failed (no "
         "face), 1 with an empty AU value; 1 successful AU rows are not in the dump"
@@ -379,12 +407,17 @@ def test_entry_writes_table_null_and_figure(tmp_path):
         table[col] = 0.0  # fmt: skip
     table.iloc[:200].to_csv(tmp_path / "s000.tsv", sep="\t", index=False)
     table.iloc[200:].to_csv(tmp_path / "s001.tsv", sep="\t", index=False)
+    # 40 videos of 10 persons (4 videos each): the manifest's group column
+    manifest = pd.DataFrame({"video_id": [f"v{i}" for i in range(40)], "split": "test"})
+    manifest["group"] = [f"p{i // 4}" for i in range(40)]
+    manifest.to_csv(tmp_path / "manifest.tsv", sep="\t", index=False)
     out = tmp_path / "out"
     sm = type("Snakemake", (), {})()
     sm.input = Namedlist(
         fromdict={
             "dumps": [str(tmp_path / "conv4_3.h5"), str(tmp_path / "conv5_3.h5")],
             "aus": [str(tmp_path / "s000.tsv"), str(tmp_path / "s001.tsv")],
+            "manifest": str(tmp_path / "manifest.tsv"),
         }
     )
     sm.output = Namedlist(
@@ -395,21 +428,36 @@ def test_entry_writes_table_null_and_figure(tmp_path):
         }
     )
     settings = {"aus": ["AU01", "AU12", "AU45"], "n_top": 40, "alpha": 0.01,
-                "n_permutations": 50, "seed": 0}  # fmt: skip
+                "n_permutations": 50, "cluster_permutations": 500,
+                "cluster_null_draws": 5, "seed": 0}  # fmt: skip
     sm.params = Namedlist(fromdict={"au_emergence": settings})
     sm.log = [str(tmp_path / "find_au_detectors.log")]
     entry = Path(__file__).resolve().parents[1] / "workflow_scripts" / "find_au_detectors.py"
     runpy.run_path(str(entry), init_globals={"snakemake": sm}, run_name="__main__")
     written = pd.read_csv(out / "au_emergence.tsv", sep="\t", keep_default_na=False)
-    assert list(written["au"]) == ["AU01", "AU12", "AU45"]
+    aus = ["AU01", "AU12", "AU45"]
+    assert list(written["au"]) == [*aus, *(f"{a}_decoy" for a in aus)]
+    assert list(written.columns) == list(TABLE_COLUMNS)
     au12 = written.set_index("au").loc["AU12"]
     assert (au12["layer"], int(au12["unit"]), int(au12["u"])) == ("conv5_3", 5, 16)
     assert float(au12["p"]) < 1e-10 and float(au12["p"]) > 0  # %.6g keeps a small p
+    # the verdict: no permutation of whole videos within a person reaches AU12's overlap
+    assert float(au12["p_perm"]) == pytest.approx(1 / 501, rel=1e-5)  # %.6g
+    assert au12["significant"] and int(au12["n_perm"]) == 500
+    assert au12["permutation"] == "whole videos within group"
+    assert int(au12["n_movable_videos"]) == 40
+    decoy = written.set_index("au").loc["AU12_decoy"]
+    assert not decoy["significant"] and float(decoy["p_perm"]) > 0.01
     au45 = written.set_index("au").loc["AU45"]  # all zero: constant, no best unit
     assert int(au45["unit"]) == -1 and au45["layer"] == "" and "constant" in au45["note"]
+    assert au45["p_perm"] == "" and au45["q_bh"] == "" and not au45["significant"]
     null = pd.read_csv(out / "au_emergence_null.tsv", sep="\t")
     assert list(null["au"]) == ["AU01", "AU12", "AU45", "all"]
     assert null.set_index("au").loc["all", "n_permutations"] == 100
+    # the verdict's null: 5 null data sets, the constant AU45 not tested
+    cluster = null.set_index("au")["cluster_false_positive_rate"]
+    assert np.isnan(cluster["AU45"]) and 0.0 <= cluster["all"] <= 0.2
+    assert (null["cluster_null_draws"] == 5).all()
     assert (out / "au_emergence.png").stat().st_size > 10_000
     assert (
         "null false-positive rate over all AUs" in (tmp_path / "find_au_detectors.log").read_text()

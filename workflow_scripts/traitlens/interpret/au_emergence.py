@@ -2,7 +2,11 @@
 
 The statistic (I_max and its p-value in log space) is
 :mod:`traitlens.interpret.emergence_stats`. A permutation null (AU values shuffled over
-frames) gives the empirical false-positive rate next to the analytic p.
+frames) gives the empirical false-positive rate next to the analytic p. The verdict is
+the cluster-aware p of the same module (whole videos' AU tracks moved within their
+person), Benjamini-Hochberg corrected over the AUs, with a decoy row per AU (its tracks
+given to other videos) as the negative control: the paper's p treats frames as
+independent, which they are not.
 
 The rule-level part (:func:`au_unit_frames`, :func:`emergence_table`, :func:`null_table`;
 the figure: :mod:`traitlens.interpret.au_emergence_figure`) joins the face model's
@@ -26,17 +30,23 @@ from tqdm import tqdm
 
 from traitlens.core.errors import UserError
 from traitlens.interpret.emergence_stats import (
+    benjamini_hochberg,
+    cluster_permutation_p,
+    decoy_with,
     log_corrected_p,
     log_tail,
     significance_threshold,
     top_n_mask,
+    video_track_permutation,
 )
 
 log = logging.getLogger("traitlens.interpret.au_emergence")
 
 TABLE_COLUMNS = (
     "au", "unit", "layer", "i_max", "n", "f", "u", "p", "log10_p", "expected_overlap", "note",
+    "p_perm", "q_bh", "significant", "n_perm", "n_movable_videos", "permutation",
 )  # fmt: skip
+DECOY_SUFFIX = "_decoy"  # the decoy row of AU01 is AU01_decoy
 NULL_COLUMNS = ("au", "n_permutations", "false_positive_rate")
 KEY_COLUMNS = ["video_id", "frame_index"]
 
@@ -115,11 +125,11 @@ def join_frames(
 
 def au_unit_frames(
     dump_paths: Sequence[str | Path], au_tables: pd.DataFrame, aus: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]], np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]], np.ndarray, np.ndarray]:
     """(au_values (F, A), unit_max (F, U_total), unit_labels [(layer, unit)], video_id
-    (F,)): the frames the dumps and the successful AU rows share; a unit's value per
-    frame is the dump's ``max`` reduction, the layers' units side by side in
-    ``dump_paths`` order."""
+    (F,), frame_index (F,)): the frames the dumps and the successful AU rows share; a
+    unit's value per frame is the dump's ``max`` reduction, the layers' units side by
+    side in ``dump_paths`` order."""
     from traitlens.interpret.dump_file import dump_info, read_keys, read_reduction
 
     if not dump_paths:
@@ -150,7 +160,34 @@ def au_unit_frames(
         blocks.append(values)
     rows, au_values = join_frames(first_keys, au_tables, aus, str(dump_paths[0]))
     videos = first_keys["video_id"].astype(str).to_numpy()[rows]
-    return au_values, np.concatenate(blocks, axis=1)[rows], labels, videos
+    frame_index = first_keys["frame_index"].to_numpy().astype(np.int64)[rows]
+    return au_values, np.concatenate(blocks, axis=1)[rows], labels, videos, frame_index
+
+
+def video_groups(manifest: str | Path, videos: np.ndarray) -> np.ndarray | None:
+    """Each frame's group (the person: the manifest's group column) for the frames'
+    ``videos`` (F,); None, with a warning, when the manifest has no group column (one
+    from before it: then the cluster-aware p moves videos over the whole data set)."""
+    from traitlens.core.tables import read_table
+    from traitlens.ingest.manifest import GROUP_COLUMN, read_groups
+
+    header = read_table(manifest, "manifest", "build_manifest", ["video_id"], dtype=str)
+    if GROUP_COLUMN not in header:
+        log.warning(
+            "%s has no %s column (rerun build_manifest): the cluster-aware p moves whole "
+            "videos over the whole data set, not within each person",
+            manifest, GROUP_COLUMN,
+        )  # fmt: skip
+        return None
+    group = read_groups(manifest)
+    unknown = sorted(set(videos) - set(group))
+    if unknown:
+        raise UserError(
+            f"{manifest}: {len(unknown)} video(s) of the activation dumps are not in the "
+            f"manifest (e.g. {unknown[:3]}); the dumps are from another data set or older "
+            "than the manifest: rerun snakemake so that dump_activations rebuilds them"
+        )
+    return np.array([group[v] for v in videos], dtype=object)
 
 
 def _clamped_n(n_top: int, f: int) -> int:
@@ -207,6 +244,46 @@ def _constant(column: np.ndarray) -> bool:
     return bool(np.ptp(column) == 0)
 
 
+def _paper_row(
+    name: str,
+    column: np.ndarray,
+    au_mask: np.ndarray,
+    unit_mask: np.ndarray,
+    unit_labels: Sequence[tuple[str, int]],
+    n: int,
+    constant: bool,
+) -> dict:
+    """The paper's columns for one AU track (``column`` (F,), its top-N ``au_mask``)."""
+    f, u = unit_mask.shape
+    base = {"au": name, "n": n, "f": f, "u": u, "expected_overlap": n * n / f}
+    if constant:
+        finite = column[np.isfinite(column)]
+        value = f"{finite[0]:g}" if len(finite) else "no value"
+        note = f"constant ({value}) over all {len(finite)} frames: no best unit"
+        return {**base, "unit": -1, "layer": "", "i_max": 0, "p": 1.0, "log10_p": 0.0,
+                "note": note}  # fmt: skip
+    overlap = unit_mask[au_mask].sum(axis=0)  # (U,): |F_AU & F_unit| per unit
+    best = int(np.argmax(overlap))
+    k = int(overlap[best])
+    log_p = log_corrected_p(log_tail(k, f, n), u)
+    notes = []
+    cut = np.sort(column)[::-1][n - 1]  # the N-th largest value
+    tied = int((column == cut).sum())
+    if n < f and tied > 1 and int((column >= cut).sum()) > n:
+        notes.append(f"{tied} frames tie at the N-th value {cut:g}: taken at random")
+    others = int((overlap == k).sum()) - 1
+    if others:
+        notes.append(f"{others} other unit(s) reach the same I_max")
+    layer, unit = unit_labels[best]
+    return {**base, "unit": int(unit), "layer": str(layer), "i_max": k,
+            "p": float(np.exp(log_p)), "log10_p": float(log_p / np.log(10)),
+            "note": "; ".join(notes)}  # fmt: skip
+
+
+def _add_note(row: dict, text: str) -> None:
+    row["note"] = "; ".join(t for t in (row["note"], text) if t)
+
+
 def emergence_table(
     au_values: np.ndarray,
     unit_max: np.ndarray,
@@ -215,11 +292,27 @@ def emergence_table(
     n_top: int,
     seed: int = 0,
     masks: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    videos: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    frame_order: np.ndarray | None = None,
+    n_perm: int = 2000,
+    alpha: float = 0.01,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """One row per AU: its best unit over all units (``unit_labels`` name them), I_max,
-    N, F, U and the corrected p (:data:`TABLE_COLUMNS`). An AU constant over all frames
-    gets p = 1, unit -1 and a note instead of an arbitrary best unit. ``masks``:
-    :func:`top_n_masks` of the same arguments, when the caller already has them."""
+    N, F, U and the paper's corrected p (:data:`TABLE_COLUMNS`). An AU constant over all
+    frames gets p = 1, unit -1 and a note instead of an arbitrary best unit. ``masks``:
+    :func:`top_n_masks` of the same arguments, when the caller already has them.
+
+    With ``videos`` (F,) (each frame's video; ``groups`` (F,) its person, ``frame_order``
+    (F,) its place in the video) the verdict columns are filled: ``p_perm``, the
+    cluster-aware p (whole videos' AU tracks moved within their group, ``n_perm`` times;
+    :func:`~traitlens.interpret.emergence_stats.cluster_permutation_p`), ``q_bh``
+    (Benjamini-Hochberg over the tested AUs) and ``significant`` (q_bh < ``alpha``), and a
+    row ``<AU>_decoy`` per AU follows: the AU's tracks given to other videos of the same
+    group (a negative control, tested the same way, its own BH family). Without videos
+    those columns are empty and there are no decoy rows."""
     au_values = np.asarray(au_values, dtype=np.float64)
     unit_max = np.asarray(unit_max)
     _check_shapes(au_values, unit_max, aus)
@@ -228,33 +321,65 @@ def emergence_table(
         raise ValueError(f"{len(unit_labels)} unit labels for {u} units")
     n = _clamped_n(n_top, f)
     au_mask, unit_mask = _given_or_new(masks, au_values, unit_max, n, seed)
-    rows = []
+    constant = [_constant(au_values[:, a]) for a in range(len(aus))]
+    rows = [
+        _paper_row(au, au_values[:, a], au_mask[:, a], unit_mask, unit_labels, n, constant[a])
+        for a, au in enumerate(aus)
+    ]
+    if videos is None:
+        for row in rows:
+            row.update(p_perm=np.nan, q_bh=np.nan, significant=False, n_perm=0,
+                       n_movable_videos=np.nan, permutation="")  # fmt: skip
+            _add_note(row, "no videos given: no cluster-aware p")
+        return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    if n_perm < 1:
+        raise UserError(
+            f"config analysis.au_emergence.cluster_permutations must be >= 1, got {n_perm}"
+        )
+    if not 0 < alpha < 1:
+        raise UserError(f"config analysis.au_emergence.alpha must be in (0, 1), got {alpha}")
+    permutation = video_track_permutation(videos, groups, frame_order)
+    scheme = "whole videos within group" if groups is not None else "whole videos (no groups)"
+    log.info(
+        "cluster-aware p: %s; %d of %d videos can move (the others are alone in their "
+        "group with their number of frames)",
+        scheme, permutation.n_movable_videos, permutation.n_videos,
+    )  # fmt: skip
+    if permutation.n_movable_videos == 0:
+        log.warning("no video can move: the cluster-aware p is 1 for every AU")
+    # the decoys: every AU's tracks moved once to other videos of the group; frames of
+    # videos with no partner can never enter a decoy's top N
+    decoy, kept = decoy_with(au_values, permutation, np.random.default_rng([seed, 2]))
+    decoy_filled = np.where(kept[:, None], decoy, -np.inf)
+    decoy_mask = top_n_mask(decoy_filled, n, np.random.default_rng([seed, 3]).permutation(f))
+    decoy_constant = [
+        not kept.any() or _constant(decoy[kept, a]) for a in range(len(aus))
+    ]  # fmt: skip
     for a, au in enumerate(aus):
-        column = au_values[:, a]
-        base = {"au": au, "n": n, "f": f, "u": u, "expected_overlap": n * n / f}
-        if _constant(column):
-            rows.append(
-                {**base, "unit": -1, "layer": "", "i_max": 0, "p": 1.0, "log10_p": 0.0,
-                 "note": f"constant ({column[0]:g}) over all {f} frames: no best unit"}
-            )  # fmt: skip
-            continue
-        overlap = unit_mask[au_mask[:, a]].sum(axis=0)  # (U,): |F_AU & F_unit| per unit
-        best = int(np.argmax(overlap))
-        k = int(overlap[best])
-        log_p = log_corrected_p(log_tail(k, f, n), u)
-        notes = []
-        cut = np.sort(column)[::-1][n - 1]  # the N-th largest value
-        tied = int((column == cut).sum())
-        if n < f and tied > 1 and int((column >= cut).sum()) > n:
-            notes.append(f"{tied} frames tie at the N-th value {cut:g}: taken at random")
-        others = int((overlap == k).sum()) - 1
-        if others:
-            notes.append(f"{others} other unit(s) reach the same I_max")
-        layer, unit = unit_labels[best]
-        rows.append(
-            {**base, "unit": int(unit), "layer": str(layer), "i_max": k,
-             "p": float(np.exp(log_p)), "log10_p": float(log_p / np.log(10)),
-             "note": "; ".join(notes)}
+        row = _paper_row(f"{au}{DECOY_SUFFIX}", decoy_filled[:, a], decoy_mask[:, a],
+                         unit_mask, unit_labels, n, decoy_constant[a])  # fmt: skip
+        _add_note(
+            row,
+            f"decoy: tracks of {permutation.n_movable_videos} videos given to another video "
+            f"of their group; {int((~kept).sum())} frames of videos with no partner left out",
+        )
+        rows.append(row)
+    masks_all = np.concatenate([au_mask, decoy_mask], axis=1)
+    tested = np.flatnonzero(~np.array(constant + decoy_constant))
+    p_perm = np.full(len(rows), np.nan)
+    if len(tested):
+        p_perm[tested], _ = cluster_permutation_p(
+            masks_all[:, tested], unit_mask, permutation, n_perm,
+            np.random.default_rng([seed, 4]), progress=progress,
+        )  # fmt: skip
+    real = np.arange(len(rows)) < len(aus)
+    q = np.full(len(rows), np.nan)
+    q[real], q[~real] = benjamini_hochberg(p_perm[real]), benjamini_hochberg(p_perm[~real])
+    for i, row in enumerate(rows):
+        row.update(
+            p_perm=p_perm[i], q_bh=q[i], significant=bool(q[i] < alpha),
+            n_perm=n_perm if np.isfinite(p_perm[i]) else 0,
+            n_movable_videos=permutation.n_movable_videos, permutation=scheme,
         )  # fmt: skip
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
 
@@ -324,6 +449,60 @@ def null_table(
         {"au": "all", "n_permutations": n_permutations * len(tested), "false_positive_rate": pooled}
     )
     return pd.DataFrame(rows, columns=list(NULL_COLUMNS))
+
+
+def cluster_null_rates(
+    au_values: np.ndarray,
+    unit_max: np.ndarray,
+    aus: Sequence[str],
+    n_top: int,
+    alpha: float,
+    n_null: int,
+    n_perm: int,
+    seed: int,
+    *,
+    videos: np.ndarray,
+    groups: np.ndarray | None,
+    frame_order: np.ndarray | None = None,
+    masks: tuple[np.ndarray, np.ndarray] | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, float]:
+    """(per AU rate (A,), pooled rate): the share of ``n_null`` null data sets in which
+    the cluster-aware verdict (``p_perm`` < ``alpha``, ``n_perm`` permutations within
+    group, as :func:`emergence_table`) fires. A null data set gives every video the AU
+    track of a random video of the whole data set (whole tracks, across persons), so no
+    association with the units survives; the rate calibrates the test's implementation
+    (a permutation p is uniform under the null by construction), it is not evidence that
+    the analysis finds anything. Constant AUs: NaN, not pooled."""
+    au_values = np.asarray(au_values, dtype=np.float64)
+    unit_max = np.asarray(unit_max)
+    _check_shapes(au_values, unit_max, aus)
+    if n_null < 1 or n_perm < 1:
+        raise UserError(
+            "config analysis.au_emergence.cluster_null_draws and n_permutations must be "
+            f">= 1, got {n_null} and {n_perm}"
+        )
+    f = len(au_values)
+    n = _clamped_n(n_top, f)
+    au_mask, unit_mask = _given_or_new(masks, au_values, unit_max, n, seed)
+    tested = np.array([a for a in range(len(aus)) if not _constant(au_values[:, a])], dtype=int)
+    rates = np.full(len(aus), np.nan)
+    if not len(tested):
+        return rates, float("nan")
+    anywhere = video_track_permutation(videos, None, frame_order)  # the null data sets
+    within = video_track_permutation(videos, groups, frame_order)  # the test's permutations
+    marked = np.stack([np.flatnonzero(au_mask[:, a]) for a in tested])  # (A', N)
+    rng = np.random.default_rng([seed, 5])
+    hits = np.zeros(len(tested), dtype=np.int64)
+    columns = np.arange(len(tested))[:, None]
+    for _ in tqdm(range(n_null), desc="cluster null", unit="draw", disable=not progress):
+        moved = anywhere.frames_of(anywhere.video_maps(rng)[0], marked)  # (A', N)
+        null_mask = np.zeros((f, len(tested)), dtype=bool)
+        null_mask[moved, columns] = True
+        p, _ = cluster_permutation_p(null_mask, unit_mask, within, n_perm, rng)
+        hits += p < alpha
+    rates[tested] = hits / n_null
+    return rates, float(hits.sum() / (n_null * len(tested)))
 
 
 def _group_shuffler(groups: np.ndarray, f: int):

@@ -1,5 +1,6 @@
 """The AU-detector emergence figure (rule find_au_detectors): -log10 p of each AU's best
-unit, and the permutation null's false-positive rates, from the two tables."""
+unit, and the permutation null's false-positive rates, from the two tables. The decoy
+rows (``<AU>_decoy``) are negative controls and are left out."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from traitlens.interpret.au_emergence import DECOY_SUFFIX
+
 
 def plot_emergence(table: pd.DataFrame, null: pd.DataFrame, alpha: float, path: str | Path) -> None:
-    """Top: -log10 p per AU, the alpha line, significant bars coloured, each bar annotated
-    with its best unit (layer#unit) and I_max. Bottom: the null's false-positive rate per
-    AU against alpha."""
+    """Top: the paper's -log10 p per AU, the alpha line, each bar annotated with its best
+    unit (layer#unit) and I_max; with the cluster-aware columns, -log10 p_perm as dots and
+    the bars coloured by the verdict (``significant``), else by p < alpha. Bottom: the
+    null's false-positive rate per AU against alpha."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,16 +24,29 @@ def plot_emergence(table: pd.DataFrame, null: pd.DataFrame, alpha: float, path: 
 
     from traitlens.core.atomic import save_figure
 
+    table = table[~table["au"].astype(str).str.endswith(DECOY_SUFFIX)]
     aus = list(table["au"])
     x = np.arange(len(aus))
     height = -table["log10_p"].to_numpy(dtype=float)
-    significant = table["log10_p"].to_numpy(dtype=float) < np.log10(alpha)
+    verdict = "significant" in table and table["p_perm"].notna().any()
+    significant = (
+        table["significant"].to_numpy(dtype=bool)
+        if verdict
+        else table["log10_p"].to_numpy(dtype=float) < np.log10(alpha)
+    )
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(max(6.0, 0.55 * len(aus) + 2), 7.0), height_ratios=[2, 1], sharex=True
     )
     top.bar(x, height, color=np.where(significant, "tab:red", "tab:gray"))
     top.axhline(-np.log10(alpha), color="k", ls="--", lw=0.8, label=f"alpha = {alpha:g}")
-    ceiling = max(float(height.max()) if len(height) else 0.0, -np.log10(alpha)) * 1.25 + 0.5
+    if verdict:
+        perm_height = -np.log10(table["p_perm"].to_numpy(dtype=float))
+        top.plot(x, perm_height, "o", color="k", ms=4,
+                 label="cluster-aware p (whole videos moved within person)")  # fmt: skip
+    else:
+        perm_height = np.zeros(0)
+    tallest = float(np.nanmax(np.concatenate([height, perm_height]), initial=0.0))
+    ceiling = max(tallest, -np.log10(alpha)) * 1.25 + 0.5
     top.set_ylim(0, ceiling)
     for xi, row, h in zip(x, table.itertuples(), height, strict=True):
         label = "—" if int(row.unit) < 0 else f"{row.layer}#{row.unit}\nI={row.i_max}"
@@ -43,7 +60,7 @@ def plot_emergence(table: pd.DataFrame, null: pd.DataFrame, alpha: float, path: 
 
     handles = [
         *top.get_legend_handles_labels()[0],
-        Patch(color="tab:red", label="p < alpha"),
+        Patch(color="tab:red", label="significant (BH q < alpha)" if verdict else "p < alpha"),
         Patch(color="tab:gray", label="not significant"),
     ]
     top.legend(handles=handles, loc="upper right", fontsize=8)

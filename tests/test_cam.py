@@ -24,12 +24,16 @@ from traitlens.interpret import cam_face_overlap as overlap_module
 from traitlens.interpret import cam_figures as cam_module
 from traitlens.interpret.cam import compute_cam_file, gradcam_batch
 from traitlens.interpret.cam_face_overlap import (
+    SUMMARY_COLUMNS,
     binarise,
     box_overlap,
     face_overlap_table,
+    frame_cam_measures,
     frame_overlaps,
     frame_overlaps_and_areas,
+    largest_region_box,
     overlap_summary,
+    region_box_measures,
     upsample_map,
     write_overlap_tables,
 )
@@ -129,6 +133,67 @@ def test_frame_overlaps_match_the_single_map_path():
     assert np.isnan(overlap[4]).all() and np.isnan(overlap[2, 1]) and area[2, 1] == 0
 
 
+def test_zhou_box_of_one_blob_on_the_face_lies_inside_it():
+    mask = np.zeros((20, 30), bool)
+    mask[5:12, 8:15] = True  # rows 5..11, columns 8..14
+    box = largest_region_box(mask)
+    np.testing.assert_array_equal(box, [8, 5, 14, 11])
+    share, iou = region_box_measures(box, np.array([6.0, 4.0, 16.0, 13.0]), 20, 30)
+    assert share == 1.0 and iou == pytest.approx(49 / (11 * 10))
+    # the same blob moved off the face box: nothing inside
+    off = largest_region_box(np.roll(mask, 15, axis=1))
+    share, iou = region_box_measures(off, np.array([6.0, 4.0, 16.0, 13.0]), 20, 30)
+    assert share == 0.0 and iou == 0.0
+    assert np.isnan(largest_region_box(np.zeros((4, 4), bool))).all()
+
+
+def test_zhou_box_of_two_blobs_is_the_larger_ones():
+    mask = np.zeros((20, 30), bool)
+    mask[1:3, 1:3] = True  # 4 pixels, first in raster order
+    mask[10:16, 20:28] = True  # 48 pixels
+    np.testing.assert_array_equal(largest_region_box(mask), [20, 10, 27, 15])
+    # diagonal neighbours are one component (8-connected, as Zhou et al.'s contours)
+    diagonal = np.zeros((6, 6), bool)
+    diagonal[[0, 1, 2, 3], [0, 1, 2, 3]] = True
+    diagonal[5, 5] = True
+    np.testing.assert_array_equal(largest_region_box(diagonal), [0, 0, 3, 3])
+    # equal sizes: the first in raster order
+    tie = np.zeros((6, 6), bool)
+    tie[4, 4:6] = True
+    tie[0, 0:2] = True
+    np.testing.assert_array_equal(largest_region_box(tie), [0, 0, 1, 0])
+
+
+def test_region_measures_by_hand_and_the_face_clipped_to_the_frame():
+    region = np.array([[0, 0, 9, 9], [0, 0, 9, 9], [np.nan] * 4])
+    face = np.array([[5, 5, 14, 14], [-5.3, -5.3, 4.4, 4.4], [0, 0, 9, 9]])
+    share, iou = region_box_measures(region, face, 12, 12)
+    # 25 of the region's 100 pixels inside; the face: columns/rows 5..11 in a 12 x 12 frame
+    assert share[0] == pytest.approx(0.25) and iou[0] == pytest.approx(25 / (100 + 49 - 25))
+    # the face's pixels 0..4 (its part outside the frame has no pixels)
+    assert share[1] == pytest.approx(0.25) and iou[1] == pytest.approx(25 / 100)
+    assert np.isnan(share[2]) and np.isnan(iou[2])
+
+
+def test_a_stray_blob_lowers_the_overlap_but_not_zhous_box():
+    # a map peaking on the face, with a weaker blob far from it: the binarised mask has
+    # two parts; the paper's overlap counts both, Zhou's box only the larger
+    maps = np.zeros((1, 1, 10, 20), np.float32)
+    maps[0, 0, 2:7, 2:8] = 1.0
+    maps[0, 0, 8, 17] = 0.5
+    face = np.array([[1.5, 1.5, 8.5, 7.5]])
+    got = frame_cam_measures(maps, face, 10, 20, 0.2)
+    assert got["overlap"][0, 0] < 1.0 and got["region_share"][0, 0] == 1.0
+    np.testing.assert_array_equal(got["region_box"][0, 0], [2, 2, 7, 6])
+    # the same numbers as the single-map path
+    mask = binarise(upsample_map(maps[0, 0], 10, 20), 0.2)
+    assert got["overlap"][0, 0] == box_overlap(mask, face[0])
+    np.testing.assert_array_equal(got["region_box"][0, 0], largest_region_box(mask))
+    # a map with nothing positive has no region
+    empty = frame_cam_measures(-maps, face, 10, 20, 0.2)
+    assert np.isnan(empty["region_share"]).all() and np.isnan(empty["region_box"]).all()
+
+
 def test_overlap_summary_counts_and_shares():
     table = pd.DataFrame(
         {
@@ -147,6 +212,14 @@ def test_overlap_summary_counts_and_shares():
     assert s.loc[("a", "all"), "median_overlap"] == pytest.approx(0.725)
     assert s.loc[("b", "all"), "n_scored"] == 0 and np.isnan(s.loc[("b", "all"), "share_at_least"])
     assert (s["min_overlap"] == 0.9).all()
+    assert list(overlap_summary(table, 0.9).columns) == list(SUMMARY_COLUMNS)
+    assert s["region_share_at_least"].isna().all()  # a table without Zhou's columns
+    table["region_share"] = [1.0, 0.5, 0.95, np.nan, 0.0, np.nan, np.nan]
+    table["region_iou"] = [0.4, 0.2, 0.6, np.nan, 0.0, np.nan, np.nan]
+    r = overlap_summary(table, 0.9).set_index(["source", "trait"])
+    assert r.loc[("a", "openness"), "region_share_at_least"] == pytest.approx(2 / 3)
+    assert r.loc[("a", "all"), "region_share_at_least"] == pytest.approx(0.5)
+    assert r.loc[("a", "openness"), "median_region_iou"] == pytest.approx(0.4)
 
 
 # --- (e) Grad-CAM ------------------------------------------------------------------------
@@ -429,6 +502,8 @@ def test_cam_face_overlap_table(tmp_path, shards, img_cam):
             assert row["face_found"] == bool(np.isfinite(box).all())
             np.testing.assert_equal(row["overlap"], box_overlap(mask, box))
             assert row["cam_area"] == pytest.approx(mask.mean())
+            share, iou = region_box_measures(largest_region_box(mask), box, H, W)
+            np.testing.assert_equal([row["region_share"], row["region_iou"]], [share, iou])
     no_face = table[~table["face_found"]]
     assert len(no_face) == 2 * 5 and no_face["overlap"].isna().all()  # row 1 of each shard
     summary = overlap_summary(table, 0.9)

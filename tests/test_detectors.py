@@ -13,12 +13,15 @@ import pytest
 
 from traitlens.core.errors import UserError
 from traitlens.interpret.detectors import (
+    CEILING_COLUMNS,
     COUNT_COLUMNS,
     TABLE_COLUMNS,
+    ceiling_table,
     detector_counts,
     detector_table,
     find_detectors,
     histogram_verdicts,
+    region_ceilings,
     region_histograms,
     region_scores,
 )
@@ -145,6 +148,51 @@ def chunks(maps: np.ndarray, size: int):
     return ((s, maps[s : s + size]) for s in range(0, len(maps), size))
 
 
+def face_like_masks(size: int = 56) -> np.ndarray:
+    """bool (4, size, size) shaped like the template's regions: thin eyebrow bars, two
+    small eye ellipses, a compact nose block, a wide mouth ellipse."""
+    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) * 56 / size
+    masks = np.zeros((4, size, size), bool)
+    masks[0] = (yy >= 15) & (yy < 18) & (((xx >= 10) & (xx < 24)) | ((xx >= 32) & (xx < 46)))
+    for cx in (17, 39):
+        masks[1] |= ((xx - cx) / 6) ** 2 + ((yy - 22) / 2.5) ** 2 <= 1
+    masks[2] = (yy >= 24) & (yy < 37) & (xx >= 22) & (xx < 34)
+    masks[3] = ((xx - 28) / 11) ** 2 + ((yy - 43) / 4) ** 2 <= 1
+    return masks
+
+
+def test_ceilings_show_the_resolution_bias_and_vanish_at_fine_maps():
+    masks = face_like_masks()
+    coarse = region_ceilings(masks, (8, 8), 0.5)
+    # at 8x8 a perfect eye (eyebrow) detector's map spreads over its neighbours: it scores
+    # below a perfect nose detector and below min_score 0.5, as measured on the demo's
+    # template (eyebrows 0.32, eyes 0.23, nose 0.54, mouth 0.63)
+    assert coarse[1] < coarse[2] and coarse[0] < coarse[2]
+    assert coarse[0] < 0.5 and coarse[1] < 0.5
+    fine = region_ceilings(masks, (28, 28), 0.5)
+    assert (fine >= 0.5).all() and (fine > coarse).all()
+    # at the template's own size the perfect map is the mask: all of its mass inside
+    np.testing.assert_allclose(region_ceilings(masks, (56, 56), 0.5), 1.0)
+
+
+def test_the_ceiling_is_what_a_real_unit_on_the_region_scores():
+    # a unit whose top maps are the eye mask area-averaged to 8x8 scores the eye ceiling
+    # through find_detectors' own path; a unit spread over the face scores less
+    masks = face_like_masks()
+    eye = region_ceilings(masks, (8, 8), 0.5)[1]
+    from traitlens.interpret.resample import area_matrix
+
+    a = area_matrix(56, 8)
+    eye_map = a @ masks[1].astype(float) @ a.T
+    top = np.stack([np.repeat(eye_map[None], 3, 0), np.ones((3, 8, 8))])  # (2 units, 3, 8, 8)
+    scores = region_scores(region_histograms(top, 3, 56, 0.5), masks)
+    assert scores[0, 1] == pytest.approx(eye) and scores[1, 1] < eye
+    table = ceiling_table("conv5_3", (8, 8), masks, REGIONS, 0.5, 0.5)
+    assert list(table.columns) == CEILING_COLUMNS and table["region"].tolist() == REGIONS
+    assert table["reachable"].tolist() == [False, False, True, True]
+    assert table.loc[1, "ceiling"] == pytest.approx(eye)
+
+
 def test_quantile_thresholds_exact_and_histogram_paths():
     rng = np.random.default_rng(2)
     maps = rng.gamma(1.5, 1.0, (30, 4, 5, 5)).astype(np.float32)
@@ -268,8 +316,17 @@ def test_find_detectors_end_to_end(tmp_path, caplog):
             [tmp_path / "conv5_2.h5", tmp_path / "conv5_3.h5"], tmp_path / "template.h5",
             [tmp_path / "s000.h5"], layers, detectors, segmentation, out / "detectors.tsv",
             out / "detector_counts.tsv", histograms, montages, progress=False,
+            ceilings_out=out / "detector_ceilings.tsv",
         )  # fmt: skip
     assert "no maps stored" in caplog.text and "conv5_3" in caplog.text
+    ceilings = pd.read_csv(out / "detector_ceilings.tsv", sep="\t")
+    assert list(ceilings.columns) == CEILING_COLUMNS and len(ceilings) == 2 * 4
+    assert (ceilings["map_height"] == 7).all() and ceilings["ceiling"].between(0, 1).all()
+    np.testing.assert_allclose(
+        ceilings["ceiling"][:4],
+        region_ceilings(masks, (7, 7), segmentation["threshold"]),
+        rtol=1e-5,  # written with 6 significant digits
+    )
     written = pd.read_csv(out / "detectors.tsv", sep="\t")
     assert list(written.columns) == TABLE_COLUMNS and len(written) == 2 * 5 * 4
     hits = written[written.histogram_detector]

@@ -1,5 +1,7 @@
 """Scoring against the planted truth: true boxes through the content box, the CAM share
-on known maps, detector precision, AU significance, and the JSON/TSV of the entry."""
+on known maps and its controls (the ideal map, the maps moved off the face), detector
+precision and its interval, the detectors' correlation with their region's AU, AU
+significance (verdict, decoys, coupled AUs), the goals, and the JSON/TSV of the entry."""
 
 from __future__ import annotations
 
@@ -17,30 +19,41 @@ from snakemake.iocontainers import Namedlist
 from traitlens.core.errors import UserError
 from traitlens.demo.planted import (
     CONTRACT_KEYS,
+    GOALS,
     au_significance,
     cam_true_face_overlap,
+    coupled_aus,
+    detector_au_correlations,
     detector_precision,
+    ideal_maps,
     json_ready,
     map_boxes,
     read_frame_geometry,
+    read_truth_frames,
     score_planted,
+    stored_boxes,
     true_stored_boxes,
 )
 from traitlens.extract.frame_decode import content_box
 from traitlens.ingest.labels import BIG_FIVE
+from traitlens.interpret.cam_face_overlap import frame_overlaps
+
+from support.activation_dumps import write_dump
 
 ENTRY = Path(__file__).resolve().parents[1] / "workflow_scripts" / "validate_planted.py"
 REGIONS = {
-    "eyebrows": {"carries_signal": True},
-    "eyes": {"carries_signal": True},
-    "nose": {"carries_signal": False},
-    "mouth": {"carries_signal": True},
+    "eyebrows": {"carries_signal": True, "planted_aus": ["AU01"]},
+    "eyes": {"carries_signal": True, "planted_aus": ["AU43"]},
+    "nose": {"carries_signal": False, "planted_aus": []},
+    "mouth": {"carries_signal": True, "planted_aus": ["AU12", "AU26"]},
 }
 TRUTH = {
     "config": {"width": 100, "height": 100},
-    "planted_aus": {"AU01": {}, "AU43": {}, "AU12": {}},
+    "planted_aus": {"AU01": {}, "AU43": {}, "AU12": {}, "AU26": {}},
     "regions": REGIONS,
 }
+SIGNAL = ["eyebrows", "eyes", "mouth"]
+AUS = ["AU01", "AU43", "AU12", "AU26"]
 
 
 # --- geometry --------------------------------------------------------------------------
@@ -72,6 +85,7 @@ def test_true_boxes_map_through_a_letterboxing_content_box():
 # Shard s000: video vA (100 x 100) stored in 40 x 64 frames (content box 12, 0, 40, 40).
 # Shard s001: video vB (100 x 50) stored in 48 x 48 frames (content box 0, 12, 48, 24).
 # True boxes cover each whole video: columns 12..51 of s000's frames; rows 12..35 of s001's.
+# Videos v0..v2 (10 frames each) are the activation dump's (tests/support/activation_dumps).
 
 
 def _write_frames(path: Path, video_id: str, video_size, stored_hw, n_frames: int) -> None:
@@ -116,16 +130,49 @@ def _cam_maps() -> np.ndarray:
     return maps
 
 
+def _region_boxes(video_h: int) -> dict[str, list[float]]:
+    """Boxes of the signal regions inside a 100-wide face spanning the video's height."""
+    s = video_h / 100
+    return {
+        "eyebrows": [20, 20 * s, 79, 29 * s],
+        "eyes": [20, 30 * s, 79, 44 * s],
+        "mouth": [30, 65 * s, 69, 79 * s],
+    }
+
+
+def _truth_frames(rng: np.random.Generator) -> pd.DataFrame:
+    rows = []
+    for video, frame, video_h in [("vA", 0, 100), ("vB", 0, 50)] + [
+        (f"v{v}", i, 100) for v in range(3) for i in range(10)
+    ]:
+        row = {"video_id": video, "frame_index": frame, "timestamp_s": 0.0,
+               "face_x0": 0, "face_y0": 0, "face_x1": 99, "face_y1": video_h - 1}  # fmt: skip
+        for region, box in _region_boxes(video_h).items():
+            row.update(zip([f"{region}_{c}" for c in ("x0", "y0", "x1", "y1")], box, strict=True))
+        row.update({au: 0.0 if video in ("vA", "vB") else rng.uniform(0, 1) for au in AUS})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _dump_maps(truth: pd.DataFrame) -> np.ndarray:
+    """30 frames x 5 units of 4 x 4 maps: unit 0's peak follows AU43, unit 1's AU26, the
+    others are noise (frames as write_dump keys them: video v<i // 10>, frame i % 10)."""
+    rng = np.random.default_rng(11)
+    au = truth[truth["video_id"].str.match(r"v\d")].reset_index(drop=True)
+    maps = rng.uniform(0, 0.1, (30, 5, 4, 4)).astype(np.float32)
+    maps[:, 0, 1, 1] = 1 + au["AU43"].to_numpy()
+    maps[:, 1, 3, 2] = 1 + au["AU26"].to_numpy()
+    maps[:, 2, 2, 2] = 1 + rng.uniform(0, 1, 30)
+    return maps
+
+
 @pytest.fixture
 def demo(tmp_path):
     """The files of a tiny demo run (see the comment above) and the answers."""
     truth_dir = tmp_path / "ground_truth"
     truth_dir.mkdir()
     (truth_dir / "planted.json").write_text(json.dumps(TRUTH))
-    truth_frames = pd.DataFrame(
-        {"video_id": ["vA", "vB"], "frame_index": [0, 0], "timestamp_s": [0.0, 0.0],
-         "face_x0": [0, 0], "face_y0": [0, 0], "face_x1": [99, 99], "face_y1": [99, 49]}
-    )  # fmt: skip
+    truth_frames = _truth_frames(np.random.default_rng(2))
     truth_frames.to_csv(truth_dir / "frames.tsv", sep="\t", index=False)
     (tmp_path / "frames").mkdir()
     _write_frames(tmp_path / "frames" / "s000.h5", "vA", (100, 100), (40, 64), 2)
@@ -138,6 +185,9 @@ def demo(tmp_path):
     grad = np.zeros((3, 5, 40, 64), dtype=np.float32)
     grad[:, :, :, 30:34] = 1.0  # on the face in s000; in s001 columns ~22..26 of 48, all rows
     _write_cam(tmp_path / "img_gradcam.h5", CAM_KEYS, grad)
+    off = np.zeros((3, 5, 40, 64), dtype=np.float32)
+    off[:, :, :, 0:6] = 1.0  # an untrained network's maps, here all on s000's padding
+    _write_cam(tmp_path / "img_random_init.h5", CAM_KEYS, off)
     detectors = pd.DataFrame(
         {"layer": "conv5_3", "unit": [0, 0, 1, 2, 3, 4], "region": ["eyes", "nose", "mouth",
          "nose", "eyebrows", "mouth"], "score": 0.6, "iou": 0.01,
@@ -145,18 +195,40 @@ def demo(tmp_path):
          "netdissect_detector": False}
     )  # fmt: skip
     detectors.to_csv(tmp_path / "detectors.tsv", sep="\t", index=False)
+    detectors.assign(histogram_detector=[False, False, False, True, False, False]).to_csv(
+        tmp_path / "detectors_random_init.tsv", sep="\t", index=False
+    )
     emergence = pd.DataFrame(
         {"au": ["AU01", "AU02", "AU04", "AU12", "AU26", "AU45"],
          "unit": [5, 5, 9, 2, -1, 7], "layer": ["conv5_3"] * 4 + ["", "conv4_3"],
          "i_max": [40, 30, 5, 8, 0, 60], "n": 100, "f": 4000, "u": 256,
          "p": [1e-10, 1e-3, 0.3, 0.1, 1.0, 0.0],
-         "log10_p": [-10.0, -3.0, -0.52, -1.0, 0.0, -400.0]}
+         "log10_p": [-10.0, -3.0, -0.52, -1.0, 0.0, -400.0], "expected_overlap": 2.5}
     )  # fmt: skip
     emergence.to_csv(tmp_path / "au_emergence.tsv", sep="\t", index=False, na_rep="")
+    emergence.assign(i_max=3, p=0.5, log10_p=-0.3).to_csv(
+        tmp_path / "au_emergence_random_init.tsv", sep="\t", index=False, na_rep=""
+    )
     null = pd.DataFrame(
-        {"au": ["AU01", "all"], "n_permutations": [200, 1200], "false_positive_rate": [0.0, 0.004]}
+        {
+            "au": ["AU01", "all"],
+            "n_permutations": [200, 1200],
+            "false_positive_rate": [0.0, 0.03],
+            "cluster_false_positive_rate": [0.0, 0.004],
+        }  # fmt: skip
     )
     null.to_csv(tmp_path / "au_emergence_null.tsv", sep="\t", index=False)
+    validation = pd.DataFrame(
+        {"au": ["AU01", "AU02", "AU04", "AU43"], "planted": [True, False, False, True],
+         "cross_talk_r": [0.1, 0.5, 0.1, 0.2]}
+    )  # fmt: skip
+    validation.to_csv(tmp_path / "aus.tsv", sep="\t", index=False)
+    ceilings = pd.DataFrame(
+        {"layer": "conv5_3", "map_height": 8, "map_width": 8, "region": list(REGIONS),
+         "ceiling": [0.31, 0.35, 0.66, 0.55], "reachable": [False, False, True, True]}
+    )  # fmt: skip
+    ceilings.to_csv(tmp_path / "detector_ceilings.tsv", sep="\t", index=False)
+    write_dump(tmp_path / "conv5_3.h5", _dump_maps(truth_frames), "conv5_3")
     return tmp_path
 
 
@@ -176,8 +248,25 @@ def test_geometry_and_true_boxes_per_frame(demo):
     assert np.isnan(boxes[1]).all()  # no truth for vA frame 1
     np.testing.assert_allclose(boxes[2], [-0.26, 11.74, 47.26, 35.26])
     assert heights.tolist() == [40, 40, 48] and widths.tolist() == [64, 64, 48]
+    # the region boxes go through the same content box: vA's eyes, columns 20..79 of 100
+    regions, _, _ = stored_boxes(keys, truth_frames, geometry, sizes, SIGNAL)
+    np.testing.assert_allclose(regions["eyes"][0], map_boxes([[20, 30, 79, 44]], 100, 100,
+                                                             (12, 0, 40, 40))[0])  # fmt: skip
+    np.testing.assert_allclose(regions["face"], boxes)
     with pytest.raises(UserError, match="not in the video sizes"):
         true_stored_boxes(keys, truth_frames, geometry, sizes[sizes["video_id"] == "vA"])
+
+
+def test_truth_without_region_boxes_is_refused_naming_frames_tsv(demo):
+    path = demo / "ground_truth" / "frames.tsv"
+    assert "eyes_x0" in read_truth_frames(path, SIGNAL)  # the control: the full truth reads
+    table = pd.read_csv(path, sep="\t")
+    table.drop(columns=[c for c in table if c.startswith("eyes_")]).to_csv(
+        path, sep="\t", index=False
+    )
+    read_truth_frames(path)  # without regions asked for, the old truth still reads
+    with pytest.raises(UserError, match=r"frames\.tsv: no boxes of the regions.*eyes_x0"):
+        read_truth_frames(path, SIGNAL)
 
 
 def test_cam_share_on_maps_with_known_overlaps(demo):
@@ -188,8 +277,111 @@ def test_cam_share_on_maps_with_known_overlaps(demo):
     assert result["n_empty"] == 1 and result["n_no_truth"] == 5
     assert result["share"] == pytest.approx(2 / 9)
     assert result["median_overlap"] == pytest.approx(0.5)
+    # Zhou's box: vA/0's stripes are whole columns, so their box is the stripe (all rows,
+    # the face box spans them): 1, 0, 0.5 (columns 6..17: 6 of 12 inside), 1; vB/0: the
+    # whole frame, of which rows 12..35 are the face: 0.5
+    assert result["region_share"] == pytest.approx(2 / 9)
     lower = cam_true_face_overlap(demo / "img.h5", truth_frames, geometry, sizes, 0.2, 0.5)
     assert lower["share"] == pytest.approx(8 / 9)
+    assert "ideal_share" not in lower  # controls only when asked for
+
+
+# --- the CAM controls --------------------------------------------------------------------
+
+
+def _faces_in_frames(
+    n: int, height: int = 108, width: int = 192, seed: int = 0, jitter: float = 0.1
+):
+    """n frames with a face of half the frame height (0.8 as wide) within ``jitter`` x
+    the frame size of its centre, and its eyebrow, eye and mouth boxes: (face (n, 4),
+    [region boxes (n, 4)])."""
+    rng = np.random.default_rng(seed)
+    fh, fw = height / 2, height / 2 * 0.8
+    cx = width / 2 + rng.uniform(-width * jitter, width * jitter, n)
+    cy = height / 2 + rng.uniform(-height * jitter, height * jitter, n)
+
+    def box(x0, y0, x1, y1):
+        left, top = cx - fw / 2, cy - fh / 2
+        return np.stack([left + x0 * fw, top + y0 * fh, left + x1 * fw, top + y1 * fh], 1)
+
+    regions = [box(0.15, 0.25, 0.85, 0.35), box(0.15, 0.35, 0.85, 0.48), box(0.3, 0.7, 0.7, 0.85)]
+    return box(0, 0, 1, 1), regions
+
+
+def test_ideal_map_is_the_area_average_of_the_union():
+    # two overlapping boxes on a 4 x 4 grid over 8 x 8 pixels: cells of 2 x 2 pixels
+    a = np.array([[0, 0, 3, 1]], float)  # rows 0..1, columns 0..3: cells (0, 0), (0, 1)
+    b = np.array([[2, 0, 3, 3]], float)  # rows 0..3, columns 2..3: cells (0, 1), (1, 1)
+    m = ideal_maps([a, b], 8, 8, (4, 4))[0, 0]
+    expected = np.zeros((4, 4))
+    expected[0, :2] = 1.0
+    expected[1, 1] = 1.0
+    np.testing.assert_allclose(m, expected)  # the union, not the sum
+    half = ideal_maps([np.array([[0, 0, 0, 1]], float)], 8, 8, (4, 4))[0, 0]
+    assert half[0, 0] == pytest.approx(0.5) and half.sum() == pytest.approx(0.5)
+    assert not ideal_maps([np.full((1, 4), np.nan)], 8, 8, (4, 4)).any()  # no box: nothing
+
+
+def test_ideal_map_reaches_the_goal_at_12x12_but_not_at_4x4():
+    face, regions = _faces_in_frames(40)
+    fine = frame_overlaps(ideal_maps(regions, 108, 192, (12, 12)), face, 108, 192, 0.2)
+    coarse = frame_overlaps(ideal_maps(regions, 108, 192, (4, 4)), face, 108, 192, 0.2)
+    assert np.mean(fine >= 0.9) >= GOALS["cam_ideal_overlap_share"][1]
+    assert np.mean(coarse >= 0.9) < 0.5
+
+
+def _control_demo(
+    tmp_path: Path, map_hw: tuple[int, int], maps_from_truth: bool = True, jitter: float = 0.1
+):
+    """One 192 x 108 video stored as is, 30 frames, a face of half its height; a CAM file
+    whose five maps per frame are the ideal map of the frame (or, if not, all zero but a
+    cell in the top-left corner). Returns the arguments of cam_true_face_overlap."""
+    n, (height, width) = 30, (108, 192)
+    face, regions = _faces_in_frames(n, height, width, seed=3, jitter=jitter)
+    truth = pd.DataFrame({"video_id": "vC", "frame_index": np.arange(n)})
+    for name, box in zip(["face", *SIGNAL], [face, *regions], strict=True):
+        for i, c in enumerate(("x0", "y0", "x1", "y1")):
+            truth[f"{name}_{c}"] = box[:, i]
+    _write_frames(tmp_path / "s000.h5", "vC", (width, height), (height, width), n)
+    if maps_from_truth:
+        maps = np.repeat(ideal_maps(regions, height, width, map_hw), 5, axis=1)
+    else:
+        maps = np.zeros((n, 5, *map_hw), np.float32)
+        maps[:, :, 0, 0] = 1.0
+    _write_cam(tmp_path / "img.h5", [("vC", i, "s000.h5") for i in range(n)], maps)
+    geometry = read_frame_geometry([tmp_path / "s000.h5"])
+    sizes = pd.DataFrame({"video_id": ["vC"], "width": [width], "height": [height]})
+    return tmp_path / "img.h5", truth, geometry, sizes
+
+
+def test_a_map_on_the_face_passes_and_the_same_map_moved_off_it_fails(tmp_path):
+    args = _control_demo(tmp_path, (12, 12))
+    got = cam_true_face_overlap(*args, 0.2, 0.9, SIGNAL, controls=True)
+    assert got["share"] >= 0.95 and got["ideal_share"] >= 0.95  # the maps are the ideal ones
+    # Zhou's box is a rectangle around the blob: it spills over the face box by up to a
+    # cell more often than the blob's pixels do (at 12x12, 23 of 30 frames reach 0.9)
+    assert got["peak_in_face_share"] == 1.0 and got["region_share"] >= 0.7
+    assert got["offface_share"] <= GOALS["cam_offface_overlap_share"][1]
+    assert got["offface_region_share"] <= 0.2
+    # mirrored left-right, the maps stay on the face when it is near the middle: no control
+    assert got["mirrored_share"] > got["offface_share"]
+    # the same frames at 4 x 4: the ideal map itself falls short (the resolution's limit)
+    coarse = cam_true_face_overlap(*_control_demo(tmp_path, (4, 4)), 0.2, 0.9, SIGNAL, True)
+    assert coarse["ideal_share"] < 0.5
+
+
+def test_a_map_in_the_corner_fails_and_its_roll_lands_on_the_face(tmp_path):
+    # the negative control's own control: a map off the face scores 0, rolled it lands on
+    # the frame's centre, where the (centred) face is
+    args = _control_demo(tmp_path, (12, 12), maps_from_truth=False, jitter=0.0)
+    got = cam_true_face_overlap(*args, 0.2, 0.9, SIGNAL, controls=True)
+    assert got["share"] == 0.0 and got["peak_in_face_share"] == 0.0
+    assert got["region_share"] == 0.0 and got["mirrored_share"] == 0.0
+    assert got["offface_share"] == 1.0
+    assert got["ideal_share"] >= 0.95  # the ideal map depends on the truth only
+
+
+# --- detectors ------------------------------------------------------------------------------
 
 
 def test_detector_precision_with_and_without_detectors():
@@ -200,17 +392,73 @@ def test_detector_precision_with_and_without_detectors():
     )  # fmt: skip
     hist = detector_precision(table, REGIONS, "histogram_detector")
     assert hist["precision"] == pytest.approx(2 / 3) and hist["n"] == 3
+    assert hist["ci_low"] == pytest.approx(0.2077, abs=1e-4)  # Wilson 2/3
+    assert hist["ci_high"] == pytest.approx(0.9385, abs=1e-4)
     assert hist["by_region"] == {"eyes": 1, "mouth": 1, "nose": 1}
     none = detector_precision(table, REGIONS, "netdissect_detector")
-    assert math.isnan(none["precision"]) and none["n"] == 0
+    assert math.isnan(none["precision"]) and none["n"] == 0 and math.isnan(none["ci_low"])
     table["netdissect_detector"] = [False, False, False, False, True]
     unknown = detector_precision(table, REGIONS, "netdissect_detector")
     assert unknown["precision"] == 0.0 and unknown["unknown_regions"] == ["skin"]
 
 
+def _r_demo(tmp_path: Path, n_videos: int = 30, shuffle: bool = False):
+    """Dump of n_videos x 10 frames: unit 0's max = AU01 + noise (an eyebrow detector),
+    unit 1's = 2 AU26 + noise (mouth), unit 2 noise (nose); ``shuffle``: unit 0's
+    activations permuted over the frames."""
+    rng = np.random.default_rng(4)
+    n = n_videos * 10
+    truth = pd.DataFrame(
+        {"video_id": [f"v{i // 10}" for i in range(n)], "frame_index": np.arange(n) % 10,
+         **{au: rng.uniform(0, 1, n) for au in AUS}}
+    )  # fmt: skip
+    maps = rng.uniform(0, 0.05, (n, 3, 2, 2)).astype(np.float32)
+    maps[:, 0, 0, 0] = 1 + truth["AU01"] + rng.normal(0, 0.1, n)
+    maps[:, 1, 1, 1] = 1 + 2 * truth["AU26"] + rng.normal(0, 0.1, n)
+    maps[:, 2, 1, 0] = 1 + rng.uniform(0, 1, n)
+    if shuffle:
+        maps[:, 0] = maps[rng.permutation(n), 0]
+    write_dump(tmp_path / "conv4_3.h5", maps, "conv4_3")
+    detectors = pd.DataFrame(
+        {"layer": "conv4_3", "unit": [0, 1, 2], "region": ["eyebrows", "mouth", "nose"],
+         "score": [0.7, 0.6, 0.8], "histogram_detector": True}
+    )  # fmt: skip
+    return detectors, [tmp_path / "conv4_3.h5"], truth
+
+
+def test_detector_correlation_recovers_the_planted_au_and_not_a_shuffle(tmp_path):
+    detectors, dumps, truth = _r_demo(tmp_path)
+    table = detector_au_correlations(detectors, dumps, truth, TRUTH).set_index("unit")
+    assert table.loc[0, "au"] == "AU01" and table.loc[0, "r"] > 0.9
+    assert table.loc[0, "r_within_video"] > 0.9  # frame by frame, not only per video
+    assert abs(table.loc[0, "r_AU12"]) < 0.2  # the other regions' AUs: no correlation
+    # the mouth: both of its AUs reported, the larger one kept
+    assert table.loc[1, "au"] == "AU26" and table.loc[1, "r"] > 0.9
+    assert abs(table.loc[1, "r_AU12"]) < 0.2
+    assert table.loc[2, "au"] == "" and math.isnan(table.loc[2, "r"])  # the nose: none
+    assert (table["n_frames"] == 300).all() and (table["n_videos"] == 30).all()
+    shuffled = detector_au_correlations(*_r_demo(tmp_path, shuffle=True)[:2], truth, TRUTH)
+    assert abs(shuffled.set_index("unit").loc[0, "r"]) < 0.2
+
+
+def test_detector_correlation_needs_the_dumps_of_the_tables_layers(tmp_path):
+    detectors, dumps, truth = _r_demo(tmp_path, n_videos=2)
+    with pytest.raises(UserError, match=r"no dump of layer\(s\) \['conv5_3'\]"):
+        detector_au_correlations(detectors.assign(layer="conv5_3"), dumps, truth, TRUTH)
+    write_dump(tmp_path / "img.h5", np.ones((20, 3, 2, 2), np.float32), "conv4_3", kind="img")
+    with pytest.raises(UserError, match="face model's dumps"):
+        detector_au_correlations(detectors, [tmp_path / "img.h5"], truth, TRUTH)
+    none = detector_au_correlations(detectors.assign(histogram_detector=False), dumps, truth, TRUTH)
+    assert none.empty and "r_AU01" in none.columns
+
+
+# --- AU emergence ------------------------------------------------------------------------
+
+
 def test_au_significance_maps_au43_and_reads_log10_p(demo):
     emergence = pd.read_csv(demo / "au_emergence.tsv", sep="\t")
     sig = au_significance(emergence, ["AU01", "AU12", "AU45"], alpha=0.01)
+    assert sig["fallback"]  # no 'significant' column: p < alpha
     # AU45 (= the truth's AU43) has p printed as 0: its log10_p decides
     assert sig["planted_significant"] == ["AU01", "AU45"]
     assert sig["planted_share"] == pytest.approx(2 / 3)
@@ -218,11 +466,57 @@ def test_au_significance_maps_au43_and_reads_log10_p(demo):
     assert sig["unplanted_significant"] == ["AU02"]
     assert sig["unplanted_share"] == pytest.approx(1 / 3)
     assert sig["unplanted_sharing_planted_unit"] == ["AU02"]  # same unit as AU01
+    assert sig["i_max"]["AU01"] == (40, 2.5)
     strict = au_significance(emergence, ["AU01", "AU12", "AU45"], alpha=1e-12)
     assert strict["planted_significant"] == ["AU45"] and strict["unplanted_share"] == 0.0
 
 
-def _run_entry(demo: Path) -> tuple[dict, pd.DataFrame]:
+def _verdict_table() -> pd.DataFrame:
+    """Planted AU01, AU12, AU45 (+ their decoys), unplanted AU02, AU06, AU25: the
+    verdict (q) differs from the paper's p < alpha for AU02 and AU06."""
+    return pd.DataFrame(
+        {"au": ["AU01", "AU12", "AU45", "AU02", "AU06", "AU25",
+                "AU01_decoy", "AU12_decoy", "AU43_decoy", "AU02_decoy"],
+         "unit": [1, 2, 3, 4, 8, 2, 6, 7, 8, 9], "layer": "l", "i_max": 10,
+         "p": [1e-9, 1e-6, 1e-8, 1e-3, 1e-3, 1e-7, 0.5, 0.003, 0.4, 1e-9],
+         "significant": [True, True, True, False, False, True, False, True, False, True]}
+    )  # fmt: skip
+
+
+def test_the_verdict_decoys_and_coupled_aus_are_scored_apart():
+    table = _verdict_table()
+    planted = ["AU01", "AU12", "AU45"]
+    sig = au_significance(table, planted, alpha=0.01, coupled=["AU06", "AU25"])
+    assert not sig["fallback"] and sig["planted_share"] == 1.0
+    assert sig["unplanted"] == ["AU02"] and sig["unplanted_share"] == 0.0  # q says no
+    assert sig["paper_unplanted_share"] == 1.0  # p = 0.001 < 0.01: the paper says yes
+    assert sig["coupled"] == ["AU06", "AU25"] and sig["coupled_share"] == 0.5
+    # the truth's AU43 decoy is AU45's; AU02's decoy is not a planted AU's
+    assert sig["decoys"] == ["AU01_decoy", "AU12_decoy", "AU45_decoy"]
+    assert sig["decoy_share"] == pytest.approx(1 / 3)
+    assert sig["unplanted_sharing_planted_unit"] == ["AU25"]  # AU12's unit
+    # without the coupling the same AUs count as unplanted: the share rises
+    loose = au_significance(table, planted, alpha=0.01)
+    assert loose["unplanted_share"] == pytest.approx(1 / 3) and loose["coupled"] == []
+    # a table written without videos has no verdict (q_bh empty): p < alpha decides
+    empty = au_significance(table.assign(q_bh=np.nan, significant=False), planted, alpha=0.01)
+    assert empty["fallback"] and empty["planted_share"] == 1.0
+
+
+def test_coupling_is_read_from_the_au_validation_table():
+    validation = pd.DataFrame(
+        {"au": ["AU06", "AU25", "AU02", "AU43"], "cross_talk_r": [0.44, -0.6, 0.1, 0.9]}
+    )
+    coupled, missing = coupled_aus(validation, ["AU02", "AU06", "AU25", "AU20"], 0.3)
+    assert coupled == ["AU06", "AU25"] and missing == ["AU20"]  # |r|: a negative r couples too
+    assert coupled_aus(validation, ["AU02", "AU06", "AU25"], 0.5)[0] == ["AU25"]
+    assert coupled_aus(None, ["AU02"], 0.3) == ([], [])
+
+
+# --- the entry -------------------------------------------------------------------------------
+
+
+def _run_entry(demo: Path, optional: bool = False) -> tuple[dict, pd.DataFrame]:
     inputs = {
         "ground_truth": str(demo / "ground_truth"),
         "qc": str(demo / "videos.tsv"),
@@ -232,14 +526,27 @@ def _run_entry(demo: Path) -> tuple[dict, pd.DataFrame]:
         "detectors": str(demo / "detectors.tsv"),
         "emergence": str(demo / "au_emergence.tsv"),
         "null": str(demo / "au_emergence_null.tsv"),
+        "aus_validation": str(demo / "aus.tsv"),
+        "ceilings": str(demo / "detector_ceilings.tsv"),
+        "dumps": [str(demo / "conv5_3.h5")],
     }
+    if optional:
+        inputs.update(
+            cam_random=str(demo / "img_random_init.h5"),
+            detectors_random=str(demo / "detectors_random_init.tsv"),
+            emergence_random=str(demo / "au_emergence_random_init.tsv"),
+            emergence_truth=str(demo / "au_emergence.tsv"),
+        )
     out = demo / "out"
     sm = type("Snakemake", (), {})()
     sm.input = Namedlist(fromdict=inputs)
     sm.output = Namedlist(
-        fromdict={"json": str(out / "planted.json"), "table": str(out / "planted.tsv")}
+        fromdict={"json": str(out / "planted.json"), "table": str(out / "planted.tsv"),
+                  "detectors": str(out / "planted_detectors.tsv")}
+    )  # fmt: skip
+    sm.params = Namedlist(
+        fromdict={"threshold": 0.2, "min_overlap": 0.9, "alpha": 0.01, "coupling_r": 0.3}
     )
-    sm.params = Namedlist(fromdict={"threshold": 0.2, "min_overlap": 0.9, "alpha": 0.01})
     sm.log = [str(demo / "validate_planted.log")]
     runpy.run_path(str(ENTRY), init_globals={"snakemake": sm}, run_name="__main__")
     text = (out / "planted.json").read_text()
@@ -252,30 +559,85 @@ def test_entry_writes_the_contract_json_and_the_report_table(demo):
     assert doc["cam_true_face_overlap_share"] == pytest.approx(2 / 9)
     assert doc["detector_precision"] == pytest.approx(2 / 3)  # eyes, mouth of eyes, mouth, nose
     assert doc["n_detectors"] == 3
+    assert doc["detector_precision_ci_low"] == pytest.approx(0.2077, abs=1e-4)
     assert doc["detector_precision_netdissect"] is None  # no detector: NaN -> null
     assert doc["n_detectors_netdissect"] == 0
     assert doc["detector_precision_chance"] == pytest.approx(0.75)
-    assert doc["planted_aus"] == ["AU01", "AU12", "AU45"]
-    assert doc["planted_aus_significant_share"] == pytest.approx(2 / 3)
-    assert doc["unplanted_aus_significant_share"] == pytest.approx(1 / 3)
-    assert doc["null_false_positive_rate"] == pytest.approx(0.004)
+    assert doc["planted_aus"] == ["AU01", "AU12", "AU26", "AU45"]
+    assert doc["planted_aus_significant_share"] == pytest.approx(2 / 4)
+    # AU02 follows a planted AU (cross-talk 0.5 >= 0.3): coupled, scored apart
+    assert doc["coupled_aus"] == ["AU02"] and doc["coupled_aus_significant_share"] == 1.0
+    assert doc["unplanted_aus"] == ["AU04"] and doc["unplanted_aus_significant_share"] == 0.0
+    assert doc["paper_unplanted_aus_significant_share"] == 0.0
+    assert doc["null_false_positive_rate"] == pytest.approx(0.004)  # the verdict's null
+    assert doc["paper_null_false_positive_rate"] == pytest.approx(0.03)
     # Grad-CAM: s000 columns 30..33 all inside the box (1.0); in s001's 48 x 48 frame the
     # stripe covers every row, rows 12..35 of 48 are the box: 0.5
     assert doc["gradcam_true_face_overlap_share"] == pytest.approx(5 / 10)
+    for key in ("cam_ideal_overlap_share", "cam_offface_overlap_share",
+                "cam_mirrored_overlap_share", "cam_true_face_region_share"):  # fmt: skip
+        assert 0 <= doc[key] <= 1, key
+    # without the optional inputs their keys are null, their goals not measured
+    for key in ("cam_random_weights_overlap_share", "n_detectors_random_init",
+                "random_init_planted_aus_significant_share",
+                "truth_planted_aus_significant_share", "decoy_aus_significant_share"):  # fmt: skip
+        assert doc[key] is None, key
     goals = doc["goals"]
+    assert goals["cam_random_weights_overlap_share"]["met"] is None
+    assert goals["n_detectors_random_init"]["met"] is None
+    assert goals["decoy_aus_significant_share"]["met"] is None
+    assert any("no input cam_random" in note for note in doc["notes"])
+    assert any("no decoy rows" in note for note in doc["notes"])
+    assert any("no 'significant' column" in note for note in doc["notes"])
     assert goals["cam_true_face_overlap_share"] == {
-        "op": ">=", "value": 0.9, "goal": ">= 0.9", "met": False,
+        "op": ">=", "value": 0.7, "goal": ">= 0.7", "met": False,
     }  # fmt: skip
-    assert goals["null_false_positive_rate"]["met"] is True
-    assert goals["detector_precision_netdissect"]["met"] is None
+    assert goals["n_detectors"]["met"] is False  # 3 < 10
+    assert goals["null_false_positive_rate"] == {
+        "op": "in", "value": [0.0, 0.02], "goal": "in [0, 0.02]", "met": True,
+    }  # fmt: skip
     assert any("Network Dissection" in note for note in doc["notes"])
-    assert any("cross-talk" in note for note in doc["notes"])
-    assert list(table.columns) == ["check", "value", "goal", "met", "note"]
-    row = table.set_index("check").loc["null_false_positive_rate"]
-    assert row["value"] == pytest.approx(0.004) and row["goal"] == "<= 0.05"
+    # the ceilings: at 8x8 no eyebrow or eye detector is possible
+    assert doc["detector_regions_unreachable"] == {"conv5_3": ["eyebrows", "eyes"]}
+    assert len(doc["detector_ceilings"]) == 4
+    assert any("perfect detector of ['eyebrows', 'eyes']" in note for note in doc["notes"])
+    # the detectors' correlation: unit 0 (eyes) follows AU43, unit 1 (mouth) AU26
+    assert doc["detector_au_r_median"]["eyes"] > 0.9 and doc["detector_au_r_median"]["mouth"] > 0.9
+    assert doc["detector_au_r_median"]["eyebrows"] is None  # no eyebrow detector
+    r_table = pd.read_csv(demo / "out" / "planted_detectors.tsv", sep="\t", keep_default_na=False)
+    assert r_table["unit"].tolist() == [0, 1, 2] and r_table["au"].tolist() == ["AU43", "AU26", ""]
+    assert [a["au"] for a in doc["planted_au_i_max"]] == ["AU01", "AU12", "AU26", "AU45"]
+    assert doc["planted_au_i_max"][0]["i_max"] == 40
+    assert doc["planted_au_i_max"][0]["i_max_random_init"] is None
+    assert list(table.columns) == ["check", "value", "goal", "met", "note", "value_random_init"]
+    rows = table.set_index("check")
+    row = rows.loc["null_false_positive_rate"]
+    assert row["value"] == pytest.approx(0.004) and row["goal"] == "in [0, 0.02]"
     assert str(row["met"]).lower() == "true"
-    assert math.isnan(table.set_index("check").loc["detector_precision_netdissect", "value"])
+    assert rows.loc["cam_random_weights_overlap_share", "met"] == "not measured"
+    assert rows.loc["i_max_AU01", "value"] == 40
+    assert math.isnan(rows.loc["detector_precision_netdissect", "value"])
     assert "NaN" not in (demo / "out" / "planted.json").read_text()
+
+
+def test_entry_with_the_untrained_network_and_the_truths_test(demo):
+    doc, table = _run_entry(demo, optional=True)
+    # the untrained network's maps lie on s000's padding: off the face
+    assert doc["cam_random_weights_overlap_share"] == 0.0
+    assert doc["goals"]["cam_random_weights_overlap_share"]["met"] is True
+    # 1 detector of an untrained network against 3: 1 > 0.1 x 3
+    assert doc["n_detectors_random_init"] == 1
+    goal = doc["goals"]["n_detectors_random_init"]
+    assert goal["value"] == pytest.approx(0.3) and goal["goal"] == "<= 0.1 x n_detectors"
+    assert goal["met"] is False
+    assert doc["random_init_planted_aus_significant_share"] == 0.0
+    assert doc["truth_planted_aus_significant_share"] == pytest.approx(2 / 4)
+    assert doc["planted_au_i_max"][0]["i_max_random_init"] == 3
+    rows = table.set_index("check")
+    assert rows.loc["n_detectors", "value_random_init"] == 1
+    assert (
+        rows.loc["i_max_AU45", "value"] == 60 and rows.loc["i_max_AU45", "value_random_init"] == 3
+    )
 
 
 def test_entry_refuses_a_foreign_truth(demo):
@@ -290,21 +652,34 @@ def test_json_ready_turns_nan_into_null():
     assert json.dumps(json_ready(doc)) == '{"a": null, "b": [0.5, 3], "c": {"d": null}}'
 
 
-def test_goals_are_scored():
+def test_goals_are_scored_and_null_is_never_met():
     cam = {"share": 0.8, "n_maps": 5, "n_scored": 5, "n_empty": 0, "n_no_truth": 0,
            "median_overlap": 0.9, "peak_in_face_share": 1.0, "ideal_share": 0.5,
-           "ideal_median_overlap": 0.85}  # fmt: skip
+           "ideal_median_overlap": 0.85, "offface_share": 0.1}  # fmt: skip
     detectors = pd.DataFrame(
         {"region": ["eyes"], "histogram_detector": [True], "netdissect_detector": [True]}
     )
     emergence = pd.DataFrame({"au": ["AU01"], "unit": [1], "layer": ["l"], "p": [0.5]})
-    null = pd.DataFrame({"au": ["all"], "false_positive_rate": [0.01]})
+    null = pd.DataFrame({"au": ["all"], "false_positive_rate": [0.5],
+                         "cluster_false_positive_rate": [0.01]})  # fmt: skip
     args = (TRUTH, cam, cam, detectors, emergence, null, 0.2, 0.9, 0.01)
     doc = score_planted(*args)
-    assert doc["goals"]["cam_true_face_overlap_share"]["met"] is False  # 0.8 < 0.9
-    assert doc["goals"]["null_false_positive_rate"]["met"] is True  # 0.01 <= 0.05
+    goals = doc["goals"]
+    assert goals["cam_true_face_overlap_share"]["met"] is True  # 0.8 >= 0.7
+    assert goals["cam_ideal_overlap_share"]["met"] is False  # 0.5 < 0.95
+    assert goals["cam_offface_overlap_share"]["met"] is True  # 0.1 <= 0.2
+    assert goals["null_false_positive_rate"]["met"] is True  # 0.01 in [0, 0.02]
     assert doc["detector_precision"] == 1.0
     assert math.isnan(doc["unplanted_aus_significant_share"])  # no unplanted AU in the table
+    assert goals["unplanted_aus_significant_share"]["met"] is None  # NaN: not measured
+    assert goals["n_detectors_random_init"]["met"] is None  # no untrained network
+    high = score_planted(TRUTH, cam, cam, detectors, emergence,
+                         null.assign(cluster_false_positive_rate=0.03), 0.2, 0.9, 0.01)  # fmt: skip
+    assert high["goals"]["null_false_positive_rate"]["met"] is False  # outside [0, 0.02]
+    with_random = score_planted(*args, detectors_random=detectors.iloc[:0])
+    assert with_random["n_detectors_random_init"] == 0
+    assert with_random["goals"]["n_detectors_random_init"]["met"] is True  # 0 <= 0.1 x 1
+    assert set(GOALS) <= set(doc["goals"]) and set(GOALS) <= set(doc)
 
 
 def test_pointing_game_uses_the_peak_cell_centre():
@@ -316,22 +691,3 @@ def test_pointing_game_uses_the_peak_cell_centre():
     boxes = np.array([[60, 30, 70, 40], [60, 30, 70, 40]], float)
     sizes = np.array([100, 100])
     assert peak_in_box(maps, boxes, sizes, sizes)[:, 0].tolist() == [True, False]
-
-
-def test_box_coverage_maps_are_the_ceiling_of_the_overlap():
-    from traitlens.demo.planted import box_coverage_maps
-    from traitlens.interpret.cam_face_overlap import frame_overlaps
-
-    # a box exactly on cells (1..2, 1..2) of a 4 x 4 grid over 100 x 100 pixels
-    boxes = np.array([[25, 25, 74, 74]], float)
-    cover = box_coverage_maps(boxes, 100, 100, (4, 4))[0, 0]
-    expected = np.zeros((4, 4))
-    expected[1:3, 1:3] = 1.0
-    np.testing.assert_allclose(cover, expected, atol=1e-9)
-    # upsampled and binarised at 20% of its max the ideal map still spills over the box
-    ideal = frame_overlaps(cover[None, None], boxes, 100, 100, 0.2)[0, 0]
-    assert 0.5 < ideal < 0.9
-    # a map on the box only, at full resolution, would overlap completely
-    full = np.zeros((1, 1, 100, 100), np.float32)
-    full[0, 0, 25:75, 25:75] = 1
-    assert frame_overlaps(full, boxes, 100, 100, 0.2)[0, 0] == pytest.approx(1.0)

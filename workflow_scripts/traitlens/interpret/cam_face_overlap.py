@@ -7,6 +7,13 @@ M_face is the detected face box. overlap = |M_face AND M_CAM| / |M_CAM|: the sha
 the highlighted region that lies on the face. :func:`face_overlap_table` is the
 cam_face_overlap rule's table, from the CAM files (:mod:`traitlens.interpret.cam_file`).
 
+Next to it, Zhou et al.'s own localisation (CVPR'16 §3): the bounding box of the largest
+connected component (8-connected, as the contours of their code) of the same binarised
+map. ``region_share`` is the share of that box's pixels inside the face box,
+``region_iou`` its IoU with the face box (the face box clipped to the frame). Stray
+blobs away from the face lower the paper's pixel overlap but not the region's measures,
+so the two together tell a diffuse map from one that points elsewhere.
+
 Box coordinates follow the faces files: (0, 0) is the centre of the top-left pixel, so
 pixel (row r, column c) is inside box (x0, y0, x1, y1) when x0 <= c <= x1 and
 y0 <= r <= y1 (edges inclusive).
@@ -25,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 
 from traitlens.core.atomic import write_tsv
 from traitlens.core.errors import UserError
@@ -46,7 +54,22 @@ OVERLAP_COLUMNS = (
     "face_found",
     "overlap",
     "cam_area",
+    "region_share",
+    "region_iou",
 )
+SUMMARY_COLUMNS = (
+    "source",
+    "trait",
+    "min_overlap",
+    "n_frames",
+    "n_scored",
+    "share_at_least",
+    "median_overlap",
+    "region_share_at_least",
+    "median_region_iou",
+)
+# Zhou et al.'s code takes the largest contour (cv2.findContours), which joins diagonal pixels
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
 def _fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -109,19 +132,63 @@ def box_overlap(mask: np.ndarray, box) -> float:
     return float((mask & inside).sum()) / area
 
 
-def frame_overlaps_and_areas(
+def largest_region_box(mask: np.ndarray) -> np.ndarray:
+    """float64 (4,) x0, y0, x1, y1 (pixel indices, edges inclusive, as the face boxes) of
+    the bounding box of the mask's largest 8-connected component (the first in raster
+    order among equals); NaN when the mask is empty."""
+    labels, n = ndimage.label(np.asarray(mask, dtype=bool), structure=_EIGHT_CONNECTED)
+    if n == 0:
+        return np.full(4, np.nan)
+    best = int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
+    rows, cols = ndimage.find_objects(labels, max_label=best)[best - 1]
+    return np.array([cols.start, rows.start, cols.stop - 1, rows.stop - 1], dtype=np.float64)
+
+
+def region_box_measures(
+    region: np.ndarray, face: np.ndarray, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(share, iou), each (...,): of region boxes (..., 4) (integer pixel boxes inside the
+    frame) against face boxes (..., 4) (pixel centres, edges inclusive, clipped to the
+    height x width frame), counted in pixels; NaN where either box is NaN."""
+    region = np.asarray(region, dtype=np.float64)
+    face = np.asarray(face, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        # the face's pixels: columns ceil(x0)..floor(x1), rows likewise, inside the frame
+        fx0, fy0 = np.maximum(np.ceil(face[..., 0]), 0), np.maximum(np.ceil(face[..., 1]), 0)
+        fx1 = np.minimum(np.floor(face[..., 2]), width - 1)
+        fy1 = np.minimum(np.floor(face[..., 3]), height - 1)
+        face_area = np.clip(fx1 - fx0 + 1, 0, None) * np.clip(fy1 - fy0 + 1, 0, None)
+        rx0, ry0, rx1, ry1 = (region[..., i] for i in range(4))
+        area = (rx1 - rx0 + 1) * (ry1 - ry0 + 1)
+        ix = np.clip(np.minimum(rx1, fx1) - np.maximum(rx0, fx0) + 1, 0, None)
+        iy = np.clip(np.minimum(ry1, fy1) - np.maximum(ry0, fy0) + 1, 0, None)
+        inter = ix * iy
+        share = inter / area
+        iou = inter / (area + face_area - inter)
+    valid = np.isfinite(region).all(axis=-1) & np.isfinite(face).all(axis=-1)
+    return np.where(valid, share, np.nan), np.where(valid, iou, np.nan)
+
+
+def frame_cam_measures(
     maps: np.ndarray,
     boxes: np.ndarray,
     height: int,
     width: int,
     fraction: float,
+    regions: bool = True,
     chunk: int = CHUNK_FRAMES,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(overlap (N, T), cam_area (N, T)): :func:`box_overlap` of every frame's binarised,
-    upsampled maps with its box, and the fraction of the frame the binarised map covers.
+) -> dict[str, np.ndarray]:
+    """Every measure of the maps (N, T, h, w) upsampled to (height, width) and binarised
+    at ``fraction`` of each map's maximum, against each frame's box (N, 4):
+
+    - ``overlap`` (N, T): :func:`box_overlap` (the paper's measure);
+    - ``cam_area`` (N, T): the fraction of the frame the binarised map covers;
+    - with ``regions``: ``region_box`` (N, T, 4) (:func:`largest_region_box`, Zhou et
+      al.'s box), ``region_share`` and ``region_iou`` (N, T) (:func:`region_box_measures`).
 
     Same numbers as upsample_map -> binarise -> box_overlap per map, computed ``chunk``
-    frames at a time with the box as row and column comparisons (no per-map loop).
+    frames at a time with the box as row and column comparisons (no per-map loop for the
+    overlap; the connected components are labelled map by map).
     """
     maps = np.asarray(maps, dtype=np.float32)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -130,6 +197,7 @@ def frame_overlaps_and_areas(
         raise ValueError(f"{n} frames of maps but {len(boxes)} boxes")
     overlap = np.full((n, t), np.nan)
     area = np.zeros((n, t))
+    region_box = np.full((n, t, 4), np.nan)
     rows = np.arange(height, dtype=np.float64)
     cols = np.arange(width, dtype=np.float64)
     for start in range(0, n, chunk):
@@ -155,7 +223,28 @@ def frame_overlaps_and_areas(
         valid = (mask_area > 0) & np.isfinite(box).all(axis=1)[:, None]
         overlap[start:stop] = np.where(valid, part, np.nan)
         area[start:stop] = mask_area / (height * width)
-    return overlap, area
+        if regions:
+            for i, j in zip(*np.nonzero(mask_area > 0), strict=True):
+                region_box[start + i, j] = largest_region_box(mask[i, j] > 0)
+    out = {"overlap": overlap, "cam_area": area}
+    if regions:
+        share, iou = region_box_measures(region_box, boxes[:, None, :], height, width)
+        out.update(region_box=region_box, region_share=share, region_iou=iou)
+    return out
+
+
+def frame_overlaps_and_areas(
+    maps: np.ndarray,
+    boxes: np.ndarray,
+    height: int,
+    width: int,
+    fraction: float,
+    chunk: int = CHUNK_FRAMES,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(overlap (N, T), cam_area (N, T)) of :func:`frame_cam_measures`, without the
+    connected components."""
+    got = frame_cam_measures(maps, boxes, height, width, fraction, regions=False, chunk=chunk)
+    return got["overlap"], got["cam_area"]
 
 
 def frame_overlaps(
@@ -166,45 +255,46 @@ def frame_overlaps(
     return frame_overlaps_and_areas(maps, boxes, height, width, fraction)[0]
 
 
+def _share_at_least(values: np.ndarray, minimum: float) -> tuple[int, float, float]:
+    """(n finite, share of them >= minimum, their median); NaNs when none is finite."""
+    scored = values[np.isfinite(values)]
+    if not len(scored):
+        return 0, float("nan"), float("nan")
+    return len(scored), float(np.mean(scored >= minimum)), float(np.median(scored))
+
+
 def overlap_summary(table: pd.DataFrame, min_overlap: float) -> pd.DataFrame:
     """Per source and trait, and per source over all traits (trait 'all'):
     n_frames (rows: frame-trait pairs for 'all'), n_scored (rows with a finite overlap:
     a face was found and the binarised map is not empty), share_at_least (share of the
-    scored rows with overlap >= min_overlap; NaN when none is scored), median_overlap.
-    Columns: source, trait, min_overlap, n_frames, n_scored, share_at_least,
-    median_overlap."""
+    scored rows with overlap >= min_overlap; NaN when none is scored), median_overlap,
+    and for Zhou et al.'s box: region_share_at_least (share of the scored rows whose box
+    lies >= min_overlap inside the face box) and median_region_iou (NaN when the table
+    has no region columns). Columns: SUMMARY_COLUMNS."""
     out = []
     for source, by_source in table.groupby("source", sort=True):
         traits = list(dict.fromkeys(by_source["trait"]))  # first-seen order (TRAIT_ORDER)
         for trait in [*traits, "all"]:
             rows = by_source if trait == "all" else by_source[by_source["trait"] == trait]
             values = rows["overlap"].to_numpy(dtype=float)
-            scored = values[np.isfinite(values)]
+            n_scored, share, median = _share_at_least(values, min_overlap)
+            nan = np.full(len(rows), np.nan)
+            region = rows["region_share"].to_numpy(dtype=float) if "region_share" in rows else nan
+            iou = rows["region_iou"].to_numpy(dtype=float) if "region_iou" in rows else nan
             out.append(
                 {
                     "source": source,
                     "trait": trait,
                     "min_overlap": min_overlap,
                     "n_frames": len(values),
-                    "n_scored": len(scored),
-                    "share_at_least": float(np.mean(scored >= min_overlap))
-                    if len(scored)
-                    else float("nan"),
-                    "median_overlap": float(np.median(scored)) if len(scored) else float("nan"),
+                    "n_scored": n_scored,
+                    "share_at_least": share,
+                    "median_overlap": median,
+                    "region_share_at_least": _share_at_least(region, min_overlap)[1],
+                    "median_region_iou": _share_at_least(iou, 0.0)[2],
                 }
             )
-    return pd.DataFrame(
-        out,
-        columns=[
-            "source",
-            "trait",
-            "min_overlap",
-            "n_frames",
-            "n_scored",
-            "share_at_least",
-            "median_overlap",
-        ],
-    )
+    return pd.DataFrame(out, columns=list(SUMMARY_COLUMNS))
 
 
 def face_overlap_table(
@@ -218,7 +308,8 @@ def face_overlap_table(
     binarised at ``threshold`` of its maximum and compared with the face ``box`` of the
     faces file of the same basename and row. face_found: the detector kept a face (a
     finite box, even where the landmark fit failed); overlap NaN when not, or when the
-    binarised map is empty; cam_area: fraction of the frame the binarised map covers."""
+    binarised map is empty; cam_area: fraction of the frame the binarised map covers;
+    region_share, region_iou: Zhou et al.'s box against the face box (NaN as overlap)."""
     parts = []
     for cam_path in cam_paths:
         cam = read_cam_file(cam_path)
@@ -232,8 +323,10 @@ def face_overlap_table(
         frame_no = shard_lookup(shards, frames, "frames", cam_path, CAM_RULE)
         n = len(cam["row"])
         traits = cam["traits"]
-        overlap = np.full((n, len(traits)), np.nan)
-        area = np.zeros((n, len(traits)))
+        measures = {
+            name: np.full((n, len(traits)), np.nan)
+            for name in ("overlap", "cam_area", "region_share", "region_iou")
+        }
         found = np.zeros(n, dtype=bool)
         for shard in shards:
             at = np.flatnonzero(cam["shard_file"] == shard)
@@ -247,9 +340,9 @@ def face_overlap_table(
                 )
             boxes = box[rows].astype(np.float64)
             found[at] = np.isfinite(boxes).all(axis=1)
-            overlap[at], area[at] = frame_overlaps_and_areas(
-                cam["maps"][at], boxes, height, width, threshold
-            )
+            got = frame_cam_measures(cam["maps"][at], boxes, height, width, threshold)
+            for name, values in measures.items():
+                values[at] = got[name]
         n_traits = len(traits)
         parts.append(
             pd.DataFrame(
@@ -259,8 +352,7 @@ def face_overlap_table(
                     "frame_index": np.repeat(cam["frame_index"], n_traits),
                     "trait": np.tile(np.array(traits, dtype=object), n),
                     "face_found": np.repeat(found, n_traits),
-                    "overlap": overlap.reshape(-1),
-                    "cam_area": area.reshape(-1),
+                    **{name: values.reshape(-1) for name, values in measures.items()},
                 }
             )
         )

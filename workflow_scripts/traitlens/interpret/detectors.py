@@ -37,7 +37,7 @@ from traitlens.core.faults import kill_point
 from traitlens.faces.face_template import load_template
 from traitlens.interpret.detector_figures import plot_layer_histograms
 from traitlens.interpret.netdissect import layer_iou
-from traitlens.interpret.resample import bilinear_matrix
+from traitlens.interpret.resample import area_matrix, bilinear_matrix
 
 log = logging.getLogger("traitlens.interpret.detectors")
 
@@ -51,6 +51,7 @@ TABLE_COLUMNS = [
     "netdissect_detector",
 ]
 COUNT_COLUMNS = ["layer", "region", "n_units", "n_histogram_detectors", "n_netdissect_detectors"]
+CEILING_COLUMNS = ["layer", "map_height", "map_width", "region", "ceiling", "reachable"]
 
 
 # --- spatial histograms (the paper) ---------------------------------------------------------
@@ -94,6 +95,47 @@ def region_scores(hist: np.ndarray, masks: np.ndarray) -> np.ndarray:
     if hist.shape[1:] != masks.shape[1:]:
         raise ValueError(f"histograms {hist.shape[1:]} and masks {masks.shape[1:]} differ")
     return hist.reshape(len(hist), -1) @ masks.reshape(len(masks), -1).T.astype(np.float64)
+
+
+def region_ceilings(masks: np.ndarray, map_hw: tuple[int, int], threshold: float) -> np.ndarray:
+    """float64 (R,): the score a perfect detector of each region reaches at an h x w map.
+
+    The perfect detector's map is the region's mask (R, S, S) area-averaged onto the
+    h x w grid (each cell = the share of it the region covers); it goes through the same
+    :func:`region_histograms` and :func:`region_scores` as a real unit's top maps. A
+    coarse map smears a thin region (eyebrows, eyes) over its neighbours when upsampled,
+    so its ceiling can fall below ``min_score``: then no unit can be called its detector.
+    """
+    masks = np.asarray(masks, dtype=bool)
+    h, w = map_hw
+    ay, ax = area_matrix(masks.shape[1], h), area_matrix(masks.shape[2], w)
+    ideal = np.einsum("ah,rhw,bw->rab", ay, masks.astype(np.float64), ax)
+    hist = region_histograms(ideal[:, None], 1, masks.shape[-1], threshold)
+    return np.diag(region_scores(hist, masks)).copy()
+
+
+def ceiling_table(
+    layer: str,
+    map_hw: tuple[int, int],
+    masks: np.ndarray,
+    region_names: Sequence[str],
+    threshold: float,
+    min_score: float,
+) -> pd.DataFrame:
+    """One row per region (CEILING_COLUMNS): :func:`region_ceilings` at the layer's map
+    size and ``reachable`` = ceiling >= ``min_score``."""
+    ceiling = region_ceilings(masks, map_hw, threshold)
+    return pd.DataFrame(
+        {
+            "layer": layer,
+            "map_height": int(map_hw[0]),
+            "map_width": int(map_hw[1]),
+            "region": list(region_names),
+            "ceiling": ceiling,
+            "reachable": ceiling >= min_score,
+        },
+        columns=CEILING_COLUMNS,
+    )
 
 
 def best_region_verdicts(values: np.ndarray, minimum: float) -> np.ndarray:
@@ -195,11 +237,13 @@ def find_detectors(
     histogram_outs: Sequence[str | Path],
     montage_outs: Sequence[str | Path],
     progress: bool = True,
+    ceilings_out: str | Path | None = None,
 ) -> pd.DataFrame:
     """The find_detectors rule: score every unit of every layer's dump against the
     template's regions, write the table, the counts, one histogram figure per layer and
     one montage per region (its ``montage_units`` strongest histogram detectors over all
-    layers, each with its top ``n_images`` faces segmented). Returns the table."""
+    layers, each with its top ``n_images`` faces segmented), and (``ceilings_out``) each
+    layer's ceilings (:func:`ceiling_table`). Returns the table."""
     from traitlens.core.errors import UserError
     from traitlens.interpret import dump_file
     from traitlens.models.pixel_reader import PixelReader
@@ -213,7 +257,7 @@ def find_detectors(
     n_top = int(detectors["n_top"])
     min_score, min_iou = float(detectors["min_score"]), float(detectors["min_iou"])
     field = segmentation["receptive_field"]
-    tables, tops = [], {}
+    tables, tops, ceilings = [], {}, []
     for layer, dump, fig_out in zip(layers, dumps, histogram_outs, strict=True):
         info = dump_file.dump_info(dump)
         if str(info["layer"]) != layer or str(info["kind"]) != "face":
@@ -239,7 +283,19 @@ def find_detectors(
                 f"analysis.detectors.n_top ({n_top}) exceeds the top_k ({top_maps.shape[1]}) "
                 f"that {dump} stores; lower n_top or raise activations.top_k"
             )
-        hist = region_histograms(top_maps, layer_n_top, size, float(segmentation["threshold"]))
+        threshold = float(segmentation["threshold"])
+        hist = region_histograms(top_maps, layer_n_top, size, threshold)
+        ceiling = ceiling_table(
+            layer, top_maps.shape[2:], masks, region_names, threshold, min_score
+        )
+        ceilings.append(ceiling)
+        unreachable = ceiling.loc[~ceiling["reachable"], "region"].tolist()
+        if unreachable:
+            log.warning(
+                "%s: at %dx%d maps no unit can reach min_score %g on %s (a perfect detector "
+                "scores %s)", layer, *top_maps.shape[2:], min_score, unreachable,
+                ceiling.set_index("region")["ceiling"].round(2).to_dict(),
+            )  # fmt: skip
         scores = region_scores(hist, masks)
         iou = None
         if bool(info.get("stores_maps", False)):
@@ -270,6 +326,8 @@ def find_detectors(
     table = pd.concat(tables, ignore_index=True)
     write_tsv(table, table_out)
     write_tsv(detector_counts(table), counts_out)
+    if ceilings_out is not None:
+        write_tsv(pd.concat(ceilings, ignore_index=True), ceilings_out)
     kill_point("find_detectors")
 
     reader = PixelReader("face", [str(p) for p in faces])

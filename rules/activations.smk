@@ -4,13 +4,13 @@
 
 rule dump_activations:
     input:
-        unpack(trained_model_inputs),
+        unpack(dumped_model_inputs),
     output:
-        dumps=dumps("{model}"),
+        dumps=dumps("{dumped}"),
     log:
-        f"{LOGS}/dump_activations/{{model}}.log",
+        f"{LOGS}/dump_activations/{{dumped}}.log",
     benchmark:
-        f"{BENCHMARKS}/dump_activations/{{model}}.tsv"
+        f"{BENCHMARKS}/dump_activations/{{dumped}}.tsv"
     conda:
         "../envs/train.yaml"
     threads: config["train"]["threads"]

@@ -125,6 +125,7 @@ rule find_detectors:
             category="4. Interpretability of the face CNN",
             subcategory="semantic detectors",
         ),
+        ceilings=f"{RESULTS}/tables/detector_ceilings.tsv",
         histograms=report(
             [
                 f"{RESULTS}/figures/unit_histograms_{layer}.png"
@@ -154,10 +155,34 @@ rule find_detectors:
         "../workflow_scripts/find_detectors.py"
 
 
+use rule find_detectors as find_detectors_random_init with:
+    input:
+        dumps=dumps(f"face{RANDOM_INIT}"),
+        template=f"{RESULTS}/faces/template.h5",
+        faces=per_shard(f"{RESULTS}/faces/{{shard}}.h5"),
+    output:
+        table=f"{RESULTS}/controls/random_init/detectors.tsv",
+        counts=f"{RESULTS}/controls/random_init/detector_counts.tsv",
+        ceilings=f"{RESULTS}/controls/random_init/detector_ceilings.tsv",
+        histograms=[
+            f"{RESULTS}/controls/random_init/unit_histograms_{layer}.png"
+            for layer in DUMP_LAYERS
+        ],
+        montages=[
+            f"{RESULTS}/controls/random_init/detectors_{region}.png"
+            for region in REGION_NAMES
+        ],
+    log:
+        f"{LOGS}/find_detectors_random_init.log",
+    benchmark:
+        f"{BENCHMARKS}/find_detectors_random_init.tsv"
+
+
 rule find_au_detectors:
     input:
         dumps=dumps("face"),
         aus=per_shard(f"{RESULTS}/aus/{{shard}}.tsv"),
+        manifest=f"{RESULTS}/manifest.tsv",  # each video's group (person)
     output:
         table=report(
             f"{RESULTS}/tables/au_emergence.tsv",
@@ -184,10 +209,48 @@ rule find_au_detectors:
         "../workflow_scripts/find_au_detectors.py"
 
 
+# The controls (docs/validation.md): the AU-emergence test on the untrained network's units,
+# and (demo) on the planted AU values instead of the estimates
+use rule find_au_detectors as find_au_detectors_random_init with:
+    input:
+        dumps=dumps(f"face{RANDOM_INIT}"),
+        aus=per_shard(f"{RESULTS}/aus/{{shard}}.tsv"),
+        manifest=f"{RESULTS}/manifest.tsv",
+    output:
+        table=f"{RESULTS}/controls/random_init/au_emergence.tsv",
+        null=f"{RESULTS}/controls/random_init/au_emergence_null.tsv",
+        figure=f"{RESULTS}/controls/random_init/au_emergence.png",
+    log:
+        f"{LOGS}/find_au_detectors_random_init.log",
+    benchmark:
+        f"{BENCHMARKS}/find_au_detectors_random_init.tsv"
+
+
 if DATASET["format"] == "demo":
 
+    use rule find_au_detectors as find_planted_au_detectors with:
+        input:
+            dumps=dumps("face"),
+            aus=[f"{RESULTS}/validation/planted_aus.tsv"],
+            manifest=f"{RESULTS}/manifest.tsv",
+        output:
+            table=f"{RESULTS}/controls/planted_aus/au_emergence.tsv",
+            null=f"{RESULTS}/controls/planted_aus/au_emergence_null.tsv",
+            figure=f"{RESULTS}/controls/planted_aus/au_emergence.png",
+        log:
+            f"{LOGS}/find_planted_au_detectors.log",
+        benchmark:
+            f"{BENCHMARKS}/find_planted_au_detectors.tsv"
+
+    # cam_random, detectors_random, emergence_random (the untrained network's) and
+    # emergence_truth (the test on the planted values) are optional to the rule's code:
+    # without them their keys are null
     rule validate_planted:
         input:
+            cam_random=f"{RESULTS}/cam/img{RANDOM_INIT}.h5",
+            detectors_random=f"{RESULTS}/controls/random_init/detectors.tsv",
+            emergence_random=f"{RESULTS}/controls/random_init/au_emergence.tsv",
+            emergence_truth=f"{RESULTS}/controls/planted_aus/au_emergence.tsv",
             ground_truth=config["demo"]["ground_truth"],
             qc=f"{RESULTS}/qc/videos.tsv",
             frames=per_shard(f"{RESULTS}/frames/{{shard}}.h5"),
@@ -196,6 +259,9 @@ if DATASET["format"] == "demo":
             detectors=f"{RESULTS}/tables/detectors.tsv",
             emergence=f"{RESULTS}/tables/au_emergence.tsv",
             null=f"{RESULTS}/tables/au_emergence_null.tsv",
+            aus_validation=f"{RESULTS}/validation/aus.tsv",
+            ceilings=f"{RESULTS}/tables/detector_ceilings.tsv",
+            dumps=dumps("face"),
         output:
             json=f"{RESULTS}/validation/planted.json",
             table=report(
@@ -203,6 +269,7 @@ if DATASET["format"] == "demo":
                 caption="../report/planted.rst",
                 category="6. Scored against the planted truth",
             ),
+            detectors=f"{RESULTS}/tables/planted_detectors.tsv",
         log:
             f"{LOGS}/validate_planted.log",
         benchmark:
@@ -213,5 +280,6 @@ if DATASET["format"] == "demo":
             threshold=ANALYSIS["cam"]["threshold"],
             min_overlap=ANALYSIS["cam"]["min_overlap"],
             alpha=ANALYSIS["au_emergence"]["alpha"],
+            coupling_r=ANALYSIS["planted"]["coupling_r"],
         script:
             "../workflow_scripts/validate_planted.py"

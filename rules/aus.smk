@@ -48,3 +48,18 @@ if DATASET["format"] == "demo":
             "../envs/faces.yaml"
         script:
             "../workflow_scripts/validate_aus.py"
+
+    rule planted_au_table:
+        input:
+            aus=per_shard(f"{RESULTS}/aus/{{shard}}.tsv"),
+            ground_truth=config["demo"]["ground_truth"],
+        output:
+            table=f"{RESULTS}/validation/planted_aus.tsv",
+        log:
+            f"{LOGS}/planted_au_table.log",
+        benchmark:
+            f"{BENCHMARKS}/planted_au_table.tsv"
+        conda:
+            "../envs/analysis.yaml"
+        script:
+            "../workflow_scripts/planted_au_table.py"

@@ -163,32 +163,50 @@ DUMP_LAYERS = ACTIVATIONS["layers"]
 CAM_SOURCES = {"img": "img_cam", "face": "face_cam", "img_gradcam": "img"}
 # Sources whose maps lie over whole frames, so their overlap with the face box means something
 FRAME_CAM_SOURCES = ("img", "img_gradcam")
+# The controls (docs/validation.md): the same analyses on an untrained network of the same
+# architecture (rule init_random_model), named <source or model>_random_init
+RANDOM_INIT = "_random_init"
+CONTROL_CAM_SOURCES = {f"img{RANDOM_INIT}": "img_cam"}
 
 
 wildcard_constraints:
-    source="|".join(CAM_SOURCES),
+    source="|".join([*CAM_SOURCES, *CONTROL_CAM_SOURCES]),
     layer="|".join(DUMP_LAYERS),
+    # whose activations are dumped: a trained model, or its untrained control
+    dumped="|".join(
+        f"{m}{suffix}" for m in VISUAL_MODELS for suffix in ("", RANDOM_INIT)
+    ),
 
 
-def model_inputs(model):
-    """A trained visual model, the labels and the shard files it reads."""
+def model_inputs(model, weights="weights.pt"):
+    """A visual model's weights (trained: weights.pt; its control: random_init.pt), the
+    labels and the shard files it reads."""
     return {
-        "weights": f"{RESULTS}/models/{model}/weights.pt",
+        "weights": f"{RESULTS}/models/{model}/{weights}",
         "labels": f"{RESULTS}/manifest.tsv",
         "data": shard_data(model_kind(model)),
     }
 
 
-def trained_model_inputs(wildcards):
-    return model_inputs(wildcards.model)
+def dumped_model_inputs(wildcards):
+    model = wildcards.dumped.removesuffix(RANDOM_INIT)
+    control = wildcards.dumped.endswith(RANDOM_INIT)
+    return model_inputs(model, "random_init.pt" if control else "weights.pt")
+
+
+def cam_model(source):
+    return {**CAM_SOURCES, **CONTROL_CAM_SOURCES}[source]
 
 
 def cam_inputs(wildcards):
-    return model_inputs(CAM_SOURCES[wildcards.source])
+    control = wildcards.source in CONTROL_CAM_SOURCES
+    return model_inputs(
+        cam_model(wildcards.source), "random_init.pt" if control else "weights.pt"
+    )
 
 
 def cam_data(wildcards):
-    return shard_data(model_kind(CAM_SOURCES[wildcards.source]))
+    return shard_data(model_kind(cam_model(wildcards.source)))
 
 
 def cam_figures(source):

@@ -33,6 +33,23 @@ rule train_visual:
         "../workflow_scripts/train_visual.py"
 
 
+rule init_random_model:
+    output:
+        weights=f"{RESULTS}/models/{{model}}/random_init.pt",
+    log:
+        f"{LOGS}/init_random_model/{{model}}.log",
+    benchmark:
+        f"{BENCHMARKS}/init_random_model/{{model}}.tsv"
+    conda:
+        "../envs/train.yaml"
+    params:
+        model=visual_settings,
+        kind=lambda wildcards: model_kind(wildcards.model),
+        seed=ANALYSIS["controls"]["random_init_seed"],
+    script:
+        "../workflow_scripts/init_random_model.py"
+
+
 rule predict_visual:
     input:
         weights=f"{RESULTS}/models/{{model}}/weights.pt",

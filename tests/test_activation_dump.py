@@ -421,7 +421,7 @@ def run_entry_script(tmp_path, shards, weights, layers, outputs, top_k, splits=(
             store_maps=False,
             amp=True,
         ),
-        wildcards=SimpleNamespace(model="img"),
+        wildcards=SimpleNamespace(dumped="img"),
         threads=1,
         config={
             "train": {"device": "cpu", "num_workers": 0},

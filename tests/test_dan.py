@@ -350,3 +350,27 @@ def test_pickle_of_something_else_names_what_it_is(tmp_path, recwarn, protocol, 
     assert str(path) in msg and "not a weights file" in msg and reason in msg
     assert "safe_globals" not in msg and "weights_only" not in msg
     assert not [w for w in recwarn if "pickle protocol" in str(w.message)]
+
+
+@pytest.mark.parametrize("stride", [16, 8])
+def test_cam_map_stride_sets_the_map_side_and_keeps_the_weights(stride):
+    """Zhou et al.'s CAM keeps VGG16 to conv5_3 (S/16 maps); stride 8 drops pool4 as
+    well, doubling the map side. Pooling layers hold no weights, so a stride-16 network's
+    state dict loads into a stride-8 one, and both give the same conv4 activations."""
+    from traitlens.models.dan import DanCam, make_model
+
+    base = dict(width_divisor=16, input_size=96, head="cam", cam_channels=64)
+    cam = make_model(DanConfig(**base, cam_map_stride=stride))
+    assert isinstance(cam, DanCam)
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 96, 96) * 255
+    maps, pred = cam.eval().class_activation_maps(x)
+    assert maps.shape == (2, 5, 96 // stride, 96 // stride)
+    # the CAM identity: the map's mean plus the bias is the logit
+    assert torch.allclose(torch.sigmoid(maps.mean(dim=(2, 3)) + cam.head.bias), pred, atol=1e-6)
+    other = make_model(DanConfig(**base, cam_map_stride=24 - stride))
+    other.load_state_dict(cam.state_dict())
+    a = cam.eval().activations(x, ["conv4_3"])["conv4_3"]
+    assert torch.equal(a, other.eval().activations(x, ["conv4_3"])["conv4_3"])
+    with pytest.raises(ValueError, match="cam_map_stride must be 8 or 16"):
+        make_model(DanConfig(**base, cam_map_stride=4))

@@ -21,6 +21,7 @@ TINY = {
     "seed": 11,
     "n_videos": 4,
     "n_identities": 2,
+    "split_by": "clip",  # fewer persons than splits
     "duration_s": 1.0,
     "fps": 30,
     "width": 256,
@@ -214,6 +215,40 @@ def test_mediapipe_finds_the_face_and_the_true_box(run_a):
     assert min(ious) >= 0.8 and np.mean(ious) >= 0.9, (min(ious), np.mean(ious))
 
 
+@pytest.mark.media
+def test_signal_region_boxes_are_where_mediapipe_finds_those_regions(run_a):
+    """The truth a CAM should point at (the boxes of the regions the planted AUs move)
+    against mediapipe's own landmarks of each region on the decoded frames; a region's
+    box set against another region's is the negative control."""
+    from traitlens.demo.bases import FaceMeshDetector
+    from traitlens.demo.regions import region_landmarks
+
+    rows = {(r["video_id"], int(r["frame_index"])): r for r in _frames_tsv(run_a)}
+    names = ("eyebrows", "eyes", "mouth")
+    same, other = {n: [] for n in names}, []
+    with FaceMeshDetector(static=False) as det:
+        for path in sorted((run_a / "videos").iterdir()):
+            video_id = path.name[: -len(".mp4")]
+            for t, frame in enumerate(_decode(path, 256, 144)):
+                lms = det.landmarks(frame)
+                if lms is None:
+                    continue
+                row = rows[(video_id, t)]
+                truth = {
+                    n: [float(row[f"{n}_{c}"]) for c in ("x0", "y0", "x1", "y1")] for n in names
+                }
+                face = [float(row[f"face_{c}"]) for c in ("x0", "y0", "x1", "y1")]
+                for n in names:
+                    pts = lms[list(region_landmarks()[n])]
+                    same[n].append(_iou([*pts.min(axis=0), *pts.max(axis=0)], truth[n]))
+                    assert face[0] <= truth[n][0] < truth[n][2] <= face[2]  # inside the face
+                pts = lms[list(region_landmarks()["mouth"])]
+                other.append(_iou([*pts.min(axis=0), *pts.max(axis=0)], truth["eyebrows"]))
+    for n in names:
+        assert np.median(same[n]) >= 0.6, (n, np.median(same[n]))
+    assert max(other) < 0.05
+
+
 def _iou(a, b) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -249,8 +284,10 @@ def test_planted_landmarks_land_where_the_ground_truth_says():
     from traitlens.demo import regions
     from traitlens.demo.render import VideoRenderer
 
-    cfg = DemoConfig.from_mapping({**TINY, "width": 384, "height": 216})
-    people, _ = gen.build_identities(DemoConfig.from_mapping({**TINY, "n_identities": 1}))
+    # the tolerances below are in pixels, set for a face of 0.4-0.5 of the frame height
+    tiny = {**TINY, "face_height": [0.4, 0.5]}
+    cfg = DemoConfig.from_mapping({**tiny, "width": 384, "height": 216})
+    people, _ = gen.build_identities(DemoConfig.from_mapping({**tiny, "n_identities": 1}))
     person = people[0]
     marks = [61, 291, 105, 334, 17, 152, 1]
     h, w = person.rgba.shape[:2]

@@ -48,9 +48,30 @@ def test_default_split_is_by_identity_near_60_20_20():
         assert abs(counts[split] / 60 - share) <= 0.1
 
 
-def test_few_identities_split_by_video_with_no_empty_split():
-    plan = plan_videos({**DEFAULT, "n_videos": 4, "n_identities": 2})
+def test_split_by_clip_puts_a_person_in_several_splits_with_no_empty_split():
+    plan = plan_videos({**DEFAULT, "n_videos": 4, "n_identities": 2, "split_by": "clip"})
     assert Counter(v.split for v in plan) == {"training": 2, "validation": 1, "test": 1}
+    many = plan_videos({**DEFAULT, "split_by": "clip"})
+    splits_of_user: dict[str, set[str]] = {}
+    for v in many:
+        splits_of_user.setdefault(v.user_id, set()).add(v.split)
+    assert max(len(s) for s in splits_of_user.values()) > 1  # the negative of the default
+
+
+def test_split_by_person_needs_a_person_per_split():
+    with pytest.raises(UserError, match=r"demo.split_by person .* demo.n_identities 2"):
+        DemoConfig.from_mapping({**DEFAULT, "n_identities": 2})
+    plan = plan_videos({**DEFAULT, "n_identities": 3})
+    assert {v.user_id: v.split for v in plan}.__len__() == 3
+    assert Counter({v.user_id: v.split for v in plan}.values()) == {
+        "training": 1, "validation": 1, "test": 1,
+    }  # fmt: skip
+
+
+def test_default_demo_is_a_population_split_by_person():
+    cfg = DemoConfig()
+    assert cfg.n_identities >= 40 and cfg.split_by == "person"
+    assert cfg.face_height[0] >= 0.5  # a talking head, as First Impressions
 
 
 @pytest.mark.parametrize("n", range(3, 30))

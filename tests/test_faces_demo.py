@@ -25,6 +25,7 @@ DEMO = {
     "seed": 7,
     "n_videos": 3,
     "n_identities": 1,
+    "split_by": "clip",  # fewer persons than splits
     "duration_s": 1.0,
     "fps": 30,
     "width": 384,

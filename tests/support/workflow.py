@@ -75,7 +75,9 @@ def tiny_models(config: dict, epochs: int = 1) -> dict:
         # per model too: config.yaml's own per-model values (img's epochs) win over visual
         config["models"][model].update(input_size=32, epochs=epochs)
     config["evaluation"]["n_boot"] = 200
-    config["analysis"]["au_emergence"]["n_permutations"] = 20
+    config["analysis"]["au_emergence"].update(
+        n_permutations=20, cluster_permutations=50, cluster_null_draws=5
+    )
     return config
 
 

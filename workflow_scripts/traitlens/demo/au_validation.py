@@ -77,6 +77,37 @@ def join_truth(estimates: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def planted_au_table(estimates: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """An AU frame table (the AU tables' columns) whose values are the PLANTED
+    intensities, on exactly the frames the estimates cover (a frame whose face was not
+    found keeps success false): the emergence test run on it asks whether units follow
+    the AUs themselves, apart from how well they were estimated."""
+    from traitlens.aus.estimate_aus import AU_COLUMNS, FRAME_COLUMNS, with_au45
+
+    keys = estimates[["video_id", "frame_index", "success"]]
+    joined = keys.merge(
+        truth[["video_id", "frame_index", *PYFEAT_AUS]],
+        on=["video_id", "frame_index"],
+        how="left",
+        indicator=True,
+    )
+    lost = joined["success"].astype(bool) & joined["_merge"].eq("left_only")
+    if lost.any():
+        first = joined[lost].iloc[0]
+        raise UserError(
+            f"ground truth {TRUTH_FILE}: no row for frame ({first['video_id']}, "
+            f"{first['frame_index']}) of the AU tables ({int(lost.sum())} frames); the AU "
+            "tables and the ground truth are from different demo data sets"
+        )
+    values = with_au45(joined[list(PYFEAT_AUS)].to_numpy(dtype=np.float64), PYFEAT_AUS)
+    table = pd.DataFrame(values, columns=list(AU_COLUMNS))
+    table.insert(0, "success", joined["success"].astype(bool).to_numpy())
+    table.insert(0, "frame_index", joined["frame_index"].to_numpy())
+    table.insert(0, "video_id", joined["video_id"].to_numpy())
+    table.loc[~table["success"], list(AU_COLUMNS)] = np.nan
+    return table[list(FRAME_COLUMNS)]
+
+
 def validation_table(joined: pd.DataFrame, planted: Sequence[str]) -> pd.DataFrame:
     """Per AU: r with its own planted intensity, cross-talk, spread (see module doc)."""
     rows = []

@@ -33,13 +33,15 @@ from traitlens.demo.signal import VideoSignal, video_signal
 log = logging.getLogger("traitlens.demo")
 
 # identity canvases are built once, a little larger than any clip needs (downscaled later)
-MAX_FACE_HEIGHT = 0.58  # of the frame height, above the largest face a clip draws
+# the largest face a clip draws, over the upper end of demo.face_height: a clip's face
+# is up to 5% larger and its head scale wanders by up to 3%
+FACE_HEIGHT_MARGIN = 1.1
 
 
 @dataclass(frozen=True)
 class RenderedVideo:
     video_id: str
-    boxes: np.ndarray  # (n_frames, 4)
+    boxes: np.ndarray  # (n_frames, 4 * (1 + signal regions)): face box, then region boxes
     face_width_px: float
     background: dict
 
@@ -49,11 +51,14 @@ def render_video(
 ) -> RenderedVideo:
     """Render, synthesise the voice and encode one video to ``out_path`` (atomically)."""
     renderer = VideoRenderer(identity, sig, cfg)
-    boxes = np.zeros((cfg.n_frames, 4))
+    boxes = np.zeros((cfg.n_frames, 4 * (1 + len(ground_truth.SIGNAL_REGIONS))))
 
     def frames():
         for t, frame in enumerate(renderer.frames()):
-            boxes[t] = frame.box
+            boxes[t] = [
+                *frame.box,
+                *(v for r in ground_truth.SIGNAL_REGIONS for v in frame.region_box(r)),
+            ]
             yield frame.rgb
 
     samples = audio_synth.synthesize_voice(sig.audio, cfg.n_frames / cfg.fps, sig.video.seed)
@@ -126,7 +131,7 @@ def build_identities(cfg: DemoConfig) -> tuple[list[ids.Identity], list[str]]:
     names = [b.name for b in photos]
     by_name = {b.name: b for b in photos}
     mesh_h = np.ptp(au_mesh.load_model().mean_mesh[: au_mesh.N_MESH, 1])
-    px_per_unit = MAX_FACE_HEIGHT * cfg.height / mesh_h
+    px_per_unit = FACE_HEIGHT_MARGIN * cfg.face_height[1] * cfg.height / mesh_h
     people = [
         ids.make_identity(ids.draw_identity_params(k, names, cfg.seed), by_name, px_per_unit)
         for k in range(cfg.n_identities)

@@ -6,7 +6,9 @@ trait values, keys in a fixed order), so the same seed gives byte-identical file
 frames.tsv (one row per frame): video_id, frame_index, timestamp_s, the 20 py-feat AU
   intensities in the model's column order (only the planted ones are non-zero),
   face_x0, face_y0, face_x1, face_y1 (bounding box of the 478 true landmarks, frame
-  pixels, the span mediapipe's mesh covers), head_dx_px, head_dy_px, head_roll_deg,
+  pixels, the span mediapipe's mesh covers), the same box for each region whose pixels
+  the planted AUs move (eyebrows_x0 ... eyes_... mouth_y1: the truth a class
+  activation map should point at), head_dx_px, head_dy_px, head_roll_deg,
   head_scale, light_gain, light_gamma, light_side, bg_mix (nuisance, no signal).
 videos.tsv (one row per video): video_id, user_id, clip, identity, split, identity
   make-up, face placement, realised planted-AU means, voice parameters, background,
@@ -22,7 +24,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from traitlens.demo import au_mesh, regions, signal
-from traitlens.demo.plan import SPLITS, DemoConfig, split_by_identity
+from traitlens.demo.plan import SPLITS, DemoConfig
 
 NUISANCE_COLUMNS = (
     "head_dx_px",
@@ -34,7 +36,11 @@ NUISANCE_COLUMNS = (
     "light_side",
     "bg_mix",
 )
-BOX_COLUMNS = ("face_x0", "face_y0", "face_x1", "face_y1")
+# the regions whose pixels the planted AUs move, in the order of their box columns
+SIGNAL_REGIONS = tuple(dict.fromkeys(spec.region for spec in signal.PLANTED_AUS.values()))
+BOX_COLUMNS = tuple(
+    f"{region}_{c}" for region in ("face", *SIGNAL_REGIONS) for c in ("x0", "y0", "x1", "y1")
+)
 
 
 def frames_header(au_columns: Sequence[str]) -> list[str]:
@@ -165,7 +171,7 @@ def planted_json(
         "seed": cfg.seed,
         "config": {k: demo_cfg[k] for k in sorted(demo_cfg)},
         "n_frames_per_video": cfg.n_frames,
-        "split_by": "identity" if split_by_identity(cfg.n_identities) else "video",
+        "split_by": cfg.split_by,
         "au_model": "py-feat au_to_mesh_pls_v4 (AU intensities 0..1; pose held at 0)",
         "au_columns": list(model.au_columns),
         "planted_aus": {

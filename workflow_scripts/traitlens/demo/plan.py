@@ -8,11 +8,12 @@ user, user ids drawn from YouTube's alphabet ``[A-Za-z0-9_-]``. Every third user
 starts with '-' (the first with '--', like ``--Ymqszjv54``) so the workflow is always
 exercised on ids that could read as command-line options.
 
-Splits are 60/20/20 training/validation/test. Like First Impressions, a user's clips
-stay in one split (split by identity), when there are at least 5 identities; with fewer,
-a split by identity could not come near those proportions (or leave a split empty), so
-videos are split one by one instead. Split sizes come from the largest-remainder rule,
-with every split non-empty.
+Splits are 60/20/20 training/validation/test, of persons by default (config
+``demo.split_by: person``): a person's clips stay in one split, so a model is tested on
+people it never saw, and what it learnt of a person's look cannot pass for the trait
+signal. ``split_by: clip`` splits the videos one by one (a person in several splits),
+for comparison. Split sizes come from the largest-remainder rule, with every split
+non-empty.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from traitlens.core.errors import UserError
 
 SPLITS = ("training", "validation", "test")  # as in the annotation file names
 SPLIT_SHARES = (0.6, 0.2, 0.2)
-MIN_IDENTITIES_FOR_IDENTITY_SPLIT = 5
+SPLIT_BY = ("person", "clip")
 ID_ALPHABET = string.ascii_letters + string.digits + "_-"
 ID_LENGTH = 11
 BACKGROUNDS = ("per_user", "per_clip")
@@ -40,7 +41,7 @@ class DemoConfig:
 
     seed: int = 7
     n_videos: int = 400
-    n_identities: int = 3
+    n_identities: int = 40
     duration_s: float = 2.0
     fps: int = 10
     width: int = 384
@@ -49,13 +50,28 @@ class DemoConfig:
     # per_user: one room per person, as First Impressions' clips of one person are cut from
     # one video; per_clip: every clip its own wall, a cue that tells training clips apart
     background: str = "per_user"
+    split_by: str = "person"  # person: a person's clips share a split | clip: one by one
+    # range of a person's face height / frame height (a talking head, as First Impressions)
+    face_height: tuple[float, float] = (0.5, 0.6)
 
     def __post_init__(self) -> None:
-        # the one rule the schema cannot state: identities are shared out over the videos
+        # the rules the schema cannot state: identities are shared out over the videos,
+        # and a split by person needs a person in each of the three splits
         if not 1 <= self.n_identities <= self.n_videos:
             raise UserError(
                 f"config demo.n_identities {self.n_identities}: must be between 1 and "
                 f"demo.n_videos ({self.n_videos})"
+            )
+        if self.split_by == "person" and self.n_identities < len(SPLITS):
+            raise UserError(
+                f"config demo.split_by person needs at least {len(SPLITS)} persons (one per "
+                f"split), got demo.n_identities {self.n_identities}; raise it or set "
+                "demo.split_by: clip"
+            )
+        lo, hi = self.face_height
+        if not 0 < lo <= hi:
+            raise UserError(
+                f"config demo.face_height {list(self.face_height)}: need 0 < low <= high"
             )
 
     @property
@@ -120,10 +136,6 @@ def _labels_for(n: int, rng: np.random.Generator) -> list[str]:
     return [labels[i] for i in rng.permutation(n)]
 
 
-def split_by_identity(n_identities: int) -> bool:
-    return n_identities >= MIN_IDENTITIES_FOR_IDENTITY_SPLIT
-
-
 def plan_videos(demo_cfg: Mapping | DemoConfig) -> list[PlannedVideo]:
     """The demo videos (ids, identities, splits, seeds), deterministic from the config."""
     cfg = demo_cfg if isinstance(demo_cfg, DemoConfig) else DemoConfig.from_mapping(demo_cfg)
@@ -133,7 +145,7 @@ def plan_videos(demo_cfg: Mapping | DemoConfig) -> list[PlannedVideo]:
         for k in range(cfg.n_identities)
     ]
     rng = np.random.default_rng([cfg.seed, 3])
-    if split_by_identity(cfg.n_identities):
+    if cfg.split_by == "person":
         id_split = _labels_for(cfg.n_identities, rng)
         video_split = [id_split[k] for k in range(cfg.n_identities) for _ in range(clips[k])]
     else:

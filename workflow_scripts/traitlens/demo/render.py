@@ -74,8 +74,16 @@ class Frame:
     @property
     def box(self) -> tuple[float, float, float, float]:
         """Face box: bounding box of the 478 landmarks (what mediapipe's mesh spans)."""
-        lo, hi = self.landmarks.min(axis=0), self.landmarks.max(axis=0)
-        return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
+        return _landmark_box(self.landmarks)
+
+    def region_box(self, region: str) -> tuple[float, float, float, float]:
+        """Bounding box of one region's landmarks (eyebrows, eyes, nose, mouth) here."""
+        return _landmark_box(self.landmarks[list(regions.region_landmarks()[region])])
+
+
+def _landmark_box(points: np.ndarray) -> tuple[float, float, float, float]:
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
 
 
 def control_indices(rest: np.ndarray, min_dist: float) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Rules of the demo data set (rules/data.smk's generate_demo) and of its planted-truth
-scoring (validate_aus, validate_planted): one function per rule, named after it.
+scoring (planted_au_table, validate_aus, validate_planted): one function per rule, named
+after it.
 
 Each takes the job (Snakemake's ``snakemake`` object; see traitlens.core.errors.Job) and
 is called by its entry script ``workflow_scripts/<rule>.py`` through ``run_rule``. The
@@ -18,14 +19,17 @@ from traitlens.core.tables import read_table
 from traitlens.demo.au_validation import scatter_figure, validate
 from traitlens.demo.planted import (
     cam_true_face_overlap,
+    detector_au_correlations,
     load_truth,
     read_frame_geometry,
     read_truth_frames,
     read_video_sizes,
     score_planted,
+    signal_regions,
     write_outputs,
 )
 from traitlens.interpret.au_emergence import NULL_COLUMNS
+from traitlens.interpret.detectors import CEILING_COLUMNS
 
 log = logging.getLogger("traitlens.demo")
 DETECTOR_COLUMNS = ("layer", "unit", "region", "histogram_detector", "netdissect_detector")
@@ -51,6 +55,24 @@ def generate_demo(job: Job) -> None:
     log.info("demo data set: %(videos)d videos in %(seconds).1f s", summary)
 
 
+def planted_au_table(job: Job) -> None:
+    """validation/planted_aus.tsv: the AU tables' frames with the planted intensities in
+    place of the estimates, for the emergence test on the truth."""
+    import pandas as pd
+
+    from traitlens.aus.estimate_aus import read_frame_table
+    from traitlens.demo.au_validation import load_truth
+    from traitlens.demo.au_validation import planted_au_table as with_planted_values
+
+    estimates = pd.concat([read_frame_table(p) for p in job.input.aus], ignore_index=True)
+    truth, planted = load_truth(job.input.ground_truth)
+    table = with_planted_values(estimates, truth)
+    write_tsv(table, job.output.table)
+    log.info(
+        "%d frames (%d with a face), planted AUs %s", len(table), table["success"].sum(), planted
+    )
+
+
 def validate_aus(job: Job) -> None:
     """Estimated vs planted AUs: validation/aus.tsv and figures/au_validation.png."""
     table, joined, planted = validate(list(job.input.aus), job.input.ground_truth)
@@ -68,34 +90,80 @@ def validate_aus(job: Job) -> None:
         )
 
 
+def _optional_input(job: Job, name: str):
+    """The path of an optional input of the rule, None when the rule has none by that name."""
+    value = getattr(job.input, name, None)
+    if value is None or (not isinstance(value, str) and not len(value)):
+        return None
+    return value if isinstance(value, str) else value[0]
+
+
 def validate_planted(job: Job) -> None:
     """The interpretability results scored against the demo's planted truth:
-    validation/planted.json and tables/planted.tsv."""
+    validation/planted.json, tables/planted.tsv and tables/planted_detectors.tsv. Optional
+    inputs (their keys are null without them): cam_random, detectors_random,
+    emergence_random (the analyses of an untrained network), emergence_truth (the
+    emergence test on the planted values), aus_validation (validation/aus.tsv: which
+    unplanted AUs are coupled), ceilings (tables/detector_ceilings.tsv), dumps (the face
+    model's activation dumps: the detectors' correlation with their region's AU)."""
     folder = Path(job.input.ground_truth)
     truth_path = folder / "planted.json"
     truth = load_truth(truth_path)
-    truth_frames = read_truth_frames(folder / "frames.tsv")
+    regions = signal_regions(truth)
+    truth_frames = read_truth_frames(folder / "frames.tsv", regions)
     geometry = read_frame_geometry(list(job.input.frames))
     sizes = read_video_sizes(job.input.qc)
     threshold, min_overlap = float(job.params.threshold), float(job.params.min_overlap)
     alpha = float(job.params.alpha)
-    cams = {
-        name: cam_true_face_overlap(path, truth_frames, geometry, sizes, threshold, min_overlap)
-        for name, path in (("cam", job.input.cam), ("gradcam", job.input.gradcam))
-    }
+    coupling_r = float(job.params.coupling_r)
+
+    def cam_result(path, controls=False):
+        return cam_true_face_overlap(
+            path, truth_frames, geometry, sizes, threshold, min_overlap, regions, controls
+        )
+
+    cam = cam_result(job.input.cam, controls=True)
+    gradcam = cam_result(job.input.gradcam)
+    cam_random_path = _optional_input(job, "cam_random")
+    cam_random = cam_result(cam_random_path) if cam_random_path else None
     text = {"au": str, "layer": str}  # AU and layer names stay strings
-    detectors = read_table(
-        job.input.detectors, "detectors", "find_detectors", DETECTOR_COLUMNS, text
-    )
-    emergence = read_table(
-        job.input.emergence, "AU emergence", "find_au_detectors", ["au", "unit", "layer", "p"], text
-    )
+
+    def detector_table(path):
+        return read_table(path, "detectors", "find_detectors", DETECTOR_COLUMNS, text)
+
+    def emergence_table(path):
+        return read_table(
+            path, "AU emergence", "find_au_detectors", ["au", "unit", "layer", "p"], text
+        )
+
+    def optional(name, reader):
+        path = _optional_input(job, name)
+        return reader(path) if path else None
+
+    detectors = detector_table(job.input.detectors)
+    emergence = emergence_table(job.input.emergence)
     null = read_table(job.input.null, "AU emergence null", "find_au_detectors", NULL_COLUMNS, text)
+    validation = optional(
+        "aus_validation",
+        lambda p: read_table(p, "AU validation", "validate_aus", ["au", "cross_talk_r"], text),
+    )
+    ceilings = optional(
+        "ceilings",
+        lambda p: read_table(p, "detector ceilings", "find_detectors", CEILING_COLUMNS, text),
+    )
+    dumps = list(getattr(job.input, "dumps", []) or [])
+    detector_r = detector_au_correlations(detectors, dumps, truth_frames, truth) if dumps else None
     doc = score_planted(
-        truth, cams["cam"], cams["gradcam"], detectors, emergence, null,
-        threshold, min_overlap, alpha,
+        truth, cam, gradcam, detectors, emergence, null, threshold, min_overlap, alpha,
+        cam_random=cam_random,
+        detectors_random=optional("detectors_random", detector_table),
+        emergence_random=optional("emergence_random", emergence_table),
+        emergence_truth=optional("emergence_truth", emergence_table),
+        validation=validation, coupling_r=coupling_r, ceilings=ceilings, detector_r=detector_r,
     )  # fmt: skip
-    write_outputs(doc, job.output.json, job.output.table)
+    write_outputs(
+        doc, job.output.json, job.output.table, getattr(job.output, "detectors", None), detector_r
+    )
     for key, goal in doc["goals"].items():
         log.info("%s = %s (goal %s, met %s)", key, doc.get(key), goal["goal"], goal["met"])
     for note in doc["notes"]:

@@ -229,11 +229,14 @@ def _level(rng, centre: float, half: float) -> float:
     return centre + half * float(rng.uniform(-1.0, 1.0))
 
 
-def identity_placement(seed: int, identity: int) -> tuple[float, tuple[float, float]]:
-    """Where an identity sits in its clips: face height / frame height, face centre
-    (fractions of width, height). Nuisance, drawn from its own stream."""
+def identity_placement(
+    seed: int, identity: int, face_height: tuple[float, float] = (0.5, 0.6)
+) -> tuple[float, tuple[float, float]]:
+    """Where an identity sits in its clips: face height / frame height (uniform in
+    ``face_height``), face centre (fractions of width, height). Nuisance, drawn from its
+    own stream."""
     rng = np.random.default_rng([seed, 4, identity])
-    return float(rng.uniform(0.40, 0.50)), (
+    return float(rng.uniform(*face_height)), (
         float(rng.uniform(0.38, 0.62)),
         float(rng.uniform(0.42, 0.50)),
     )
@@ -241,7 +244,7 @@ def identity_placement(seed: int, identity: int) -> tuple[float, tuple[float, fl
 
 def video_signal(video: PlannedVideo, cfg: DemoConfig) -> VideoSignal:
     """Everything planted in one video, from its seed (no rendering)."""
-    face_height, center = identity_placement(cfg.seed, video.identity)
+    face_height, center = identity_placement(cfg.seed, video.identity, cfg.face_height)
     rng = np.random.default_rng(video.seed)
     au, au_mean = {}, {}
     for name, spec in PLANTED_AUS.items():

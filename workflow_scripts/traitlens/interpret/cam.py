@@ -44,7 +44,9 @@ def _batches(model: DanPlus, kind: str, index: SampleIndex, batch_size: int, dev
 
 
 def _empty_maps(n: int, model: DanPlus) -> np.ndarray:
-    side = model.cfg.input_size // 16  # four 2x2 poolings before conv5_x
+    # four 2x2 poolings before conv5_x (three for a CAM model with cam_map_stride 8)
+    stride = model.cfg.cam_map_stride if isinstance(model, DanCam) else 16
+    side = model.cfg.input_size // stride
     return np.zeros((n, len(TRAIT_ORDER), side, side), dtype=np.float32)
 
 

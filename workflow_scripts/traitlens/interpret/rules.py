@@ -19,7 +19,8 @@ log = logging.getLogger("traitlens.interpret")
 
 
 def dump_activations(job: Job) -> None:
-    """Per-unit activation dumps of a trained image or face model, one HDF5 file per layer
+    """Per-unit activation dumps of a trained image or face model (or of its untrained
+    control, wildcard ``dumped`` <model>_random_init), one HDF5 file per layer
     (traitlens.interpret.activation_dump; docs/method.md §4, 5), in batches of config
     ``activations.batch_size`` (they do not change the dumps)."""
     from traitlens.interpret.activation_dump import dump_model_files
@@ -30,7 +31,7 @@ def dump_activations(job: Job) -> None:
         list(job.input.data),
         list(job.params.layers),
         list(job.output.dumps),
-        model_name=job.wildcards.model,
+        model_name=job.wildcards.dumped,
         splits=list(job.params.splits),
         top_k=int(job.params.top_k),
         store_maps=bool(job.params.store_maps),
@@ -106,7 +107,9 @@ def plot_unit_segmentation(job: Job) -> None:
 def find_detectors(job: Job) -> None:
     """Semantic detectors among the face model's units: spatial-histogram scores and
     Network Dissection IoU against the face template's regions; the detector table,
-    counts per layer and region, a histogram figure per layer and a montage per region."""
+    counts per layer and region, the ceilings (the score a perfect detector of each region
+    reaches at each layer's map size), a histogram figure per layer and a montage per
+    region."""
     from traitlens.interpret.detectors import find_detectors as find_region_detectors
 
     find_region_detectors(
@@ -120,20 +123,25 @@ def find_detectors(job: Job) -> None:
         counts_out=job.output.counts,
         histogram_outs=list(job.output.histograms),
         montage_outs=list(job.output.montages),
+        ceilings_out=getattr(job.output, "ceilings", None),  # a control's rule may omit it
     )
 
 
 def find_au_detectors(job: Job) -> None:
-    """AU-detector emergence over the face model's units (docs/method.md §5): the table, its
-    permutation null (over all frames, and within videos) and the figure."""
+    """AU-detector emergence over the face model's units (docs/method.md §5): the table
+    (the paper's p, and the verdict: the cluster-aware p with whole videos moved within
+    each person, BH-corrected, with decoy rows), its permutation null (over all frames,
+    and within videos) and the figure."""
     import pandas as pd
 
     from traitlens.aus.estimate_aus import read_frame_table
     from traitlens.interpret.au_emergence import (
         au_unit_frames,
+        cluster_null_rates,
         emergence_table,
         null_table,
         top_n_masks,
+        video_groups,
         write_table,
     )
     from traitlens.interpret.au_emergence_figure import plot_emergence
@@ -143,11 +151,18 @@ def find_au_detectors(job: Job) -> None:
     n_top, alpha = int(cfg["n_top"]), float(cfg["alpha"])
     n_permutations, seed = int(cfg["n_permutations"]), int(cfg["seed"])
     au_tables = pd.concat([read_frame_table(p) for p in job.input.aus], ignore_index=True)
-    au_values, unit_max, labels, videos = au_unit_frames(list(job.input.dumps), au_tables, aus)
+    au_values, unit_max, labels, videos, frame_index = au_unit_frames(
+        list(job.input.dumps), au_tables, aus
+    )
+    groups = video_groups(job.input.manifest, videos)
     log.info("%d frames x %d units (%d layers), %d AUs", *unit_max.shape,
              len({layer for layer, _ in labels}), len(aus))  # fmt: skip
     masks = top_n_masks(au_values, unit_max, n_top, seed)  # once for the table and both nulls
-    table = emergence_table(au_values, unit_max, labels, aus, n_top, seed, masks)
+    table = emergence_table(
+        au_values, unit_max, labels, aus, n_top, seed, masks, videos=videos, groups=groups,
+        frame_order=frame_index, n_perm=int(cfg["cluster_permutations"]), alpha=alpha,
+        progress=True,
+    )  # fmt: skip
     null = null_table(au_values, unit_max, aus, n_top, alpha, n_permutations, seed, masks=masks)
     # the same null with frames shuffled only within their video: what survives it is
     # tied to the videos (their AU level, their person), not to frame-level co-activation
@@ -155,14 +170,23 @@ def find_au_detectors(job: Job) -> None:
         au_values, unit_max, aus, n_top, alpha, n_permutations, seed, groups=videos, masks=masks
     )
     null["false_positive_rate_within_video"] = within["false_positive_rate"].to_numpy()
+    # the verdict's own null: the cluster-aware test on tracks moved over whole videos
+    n_null = int(cfg["cluster_null_draws"])
+    rates, pooled = cluster_null_rates(
+        au_values, unit_max, aus, n_top, alpha, n_null, n_permutations, seed,
+        videos=videos, groups=groups, frame_order=frame_index, masks=masks, progress=True,
+    )  # fmt: skip
+    null["cluster_null_draws"] = n_null
+    null["cluster_false_positive_rate"] = [*rates, pooled]
     write_table(table, job.output.table)
     write_table(null, job.output.null)
     plot_emergence(table, null, alpha, job.output.figure)
     rate = dict(zip(null["au"], null["false_positive_rate"], strict=True))
     for row in table.itertuples():
         log.info(
-            "%s best %s#%d I_max=%d (expected %.1f) log10 p=%.2f null rate=%.3f %s",
+            "%s best %s#%d I_max=%d (expected %.1f) log10 p=%.2f p_perm=%.4g q_bh=%.4g "
+            "significant=%s null rate=%.3f %s",
             row.au, row.layer, row.unit, row.i_max, row.expected_overlap, row.log10_p,
-            rate.get(row.au, float("nan")), row.note,
+            row.p_perm, row.q_bh, row.significant, rate.get(row.au, float("nan")), row.note,
         )  # fmt: skip
     log.info("null false-positive rate over all AUs: %.4f (alpha %g)", rate["all"], alpha)

@@ -54,6 +54,8 @@ class DanConfig:
     input_norm: str = "dataset_mean"
     head: str = "dan_plus"  # dan_plus (docs/method.md §1) | cam (docs/method.md §2)
     cam_channels: int = 1024  # maps of the CAM variant's extra conv layer (before width_divisor)
+    # input pixels per CAM cell: 16 = VGG16 to conv5_3 (Zhou et al.), 8 = pool4 dropped too
+    cam_map_stride: int = 16
     n_outputs: int = len(TRAIT_ORDER)
 
     @classmethod
@@ -155,16 +157,24 @@ class DanPlus(nn.Module):
 
 class DanCam(DanPlus):
     """The CAM variant: backbone to relu5_3, a 3x3 conv + ReLU to ``cam_width`` maps,
-    global average pooling, linear, sigmoid. Same input contract as :class:`DanPlus`."""
+    global average pooling, linear, sigmoid. Same input contract as :class:`DanPlus`.
+    With ``cam_map_stride`` 8, pool4 is an identity: conv5 runs at twice the resolution,
+    as Zhou et al. remove layers so that the maps stay fine enough to localise."""
 
     def __init__(self, cfg: DanConfig):
         super().__init__(cfg)
+        if cfg.cam_map_stride not in (8, 16):
+            raise ValueError(f"cam_map_stride must be 8 or 16, got {cfg.cam_map_stride}")
+        if cfg.cam_map_stride == 8:
+            # no parameters in a pool layer: weights files load the same either way
+            self.backbone.pool4 = nn.Identity()
         width = cfg.cam_width()
         self.cam_conv = nn.Conv2d(cfg.widths()[-1], width, 3, padding=1)
         self.head = nn.Linear(width, cfg.n_outputs)
 
     def cam_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """A_k: the extra conv layer's maps after its ReLU, N x K x h x w (h = S/16)."""
+        """A_k: the extra conv layer's maps after its ReLU, N x K x h x w (h = S /
+        cam_map_stride)."""
         a = self.backbone.run(self.normalise(pixels), ("conv5_3",))["conv5_3"]
         return F.relu(self.cam_conv(a))
 

@@ -85,6 +85,20 @@ def train_visual(job: Job) -> None:
     plot_history(history, f"{job.wildcards.model} model", job.output.figure)
 
 
+def init_random_model(job: Job) -> None:
+    """The control network: a visual model's architecture, freshly initialised from a
+    seed and never trained (no backbone weights file either), saved as a weights file.
+    Analyses run on it show what an untrained network of the same shape already does
+    (Adebayo et al. 2018's model-randomisation check)."""
+    from traitlens.models.dan import DanConfig
+    from traitlens.models.visual_model import build_model, save_weights
+
+    dan = DanConfig.from_mapping(dict(job.params.model))
+    model = build_model(dan, weights=None, seed=int(job.params.seed))
+    save_weights(model.eval(), job.params.kind, job.output.weights)
+    log.info("%s: untrained %s network (seed %d)", job.output.weights, dan.head, job.params.seed)
+
+
 def predict_visual(job: Job) -> None:
     """A trained image or face model's predictions per frame and per video, in batches of
     config ``train.predict_batch_size`` (they do not change the predictions)."""

@@ -93,3 +93,27 @@ def test_background_is_one_room_per_person_unless_per_clip():
         assert a.traits == b.traits
         np.testing.assert_array_equal(a.nuisance.gain, b.nuisance.gain)
         np.testing.assert_array_equal(a.nuisance.bg_mix, b.nuisance.bg_mix)
+
+
+def _person_f_test(values: np.ndarray, person: np.ndarray) -> float:
+    """One-way ANOVA p of ``values`` by ``person`` (scipy's f_oneway)."""
+    from scipy.stats import f_oneway
+
+    return float(f_oneway(*(values[person == p] for p in np.unique(person))).pvalue)
+
+
+def test_a_person_carries_no_label_information():
+    """The default population (40 persons x 10 clips): a person's clips draw their
+    planted levels independently, so the labels do not differ between persons beyond
+    chance (one-way ANOVA per trait). The negative control adds a person offset of sd
+    half the label sd, which the same test must catch."""
+    cfg = DemoConfig()
+    plan = plan_videos(cfg)
+    labels = np.array([[signal.video_signal(v, cfg).traits[t] for t in signal.BIG_FIVE]
+                       for v in plan])  # fmt: skip
+    person = np.array([v.identity for v in plan])
+    p_values = [_person_f_test(labels[:, j], person) for j in range(labels.shape[1])]
+    assert min(p_values) > 0.01 / len(p_values), p_values  # Bonferroni over the traits
+    offset = np.random.default_rng(0).normal(0, 0.5, person.max() + 1)[person]
+    leaky = labels[:, 0] + offset * labels[:, 0].std()
+    assert _person_f_test(leaky, person) < 1e-3

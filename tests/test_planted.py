@@ -10,7 +10,6 @@ import math
 import runpy
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -35,25 +34,21 @@ from traitlens.demo.planted import (
     true_stored_boxes,
 )
 from traitlens.extract.frame_decode import content_box
-from traitlens.ingest.labels import BIG_FIVE
 from traitlens.interpret.cam_face_overlap import frame_overlaps
 
 from support.activation_dumps import write_dump
+from support.planted_demo import (
+    AUS,
+    REGIONS,
+    SIGNAL,
+    TRUTH,
+    control_demo,
+    faces_in_frames,
+    write_cam,
+    write_frames,
+)
 
 ENTRY = Path(__file__).resolve().parents[1] / "workflow_scripts" / "validate_planted.py"
-REGIONS = {
-    "eyebrows": {"carries_signal": True, "planted_aus": ["AU01"]},
-    "eyes": {"carries_signal": True, "planted_aus": ["AU43"]},
-    "nose": {"carries_signal": False, "planted_aus": []},
-    "mouth": {"carries_signal": True, "planted_aus": ["AU12", "AU26"]},
-}
-TRUTH = {
-    "config": {"width": 100, "height": 100},
-    "planted_aus": {"AU01": {}, "AU43": {}, "AU12": {}, "AU26": {}},
-    "regions": REGIONS,
-}
-SIGNAL = ["eyebrows", "eyes", "mouth"]
-AUS = ["AU01", "AU43", "AU12", "AU26"]
 
 
 # --- geometry --------------------------------------------------------------------------
@@ -86,31 +81,6 @@ def test_true_boxes_map_through_a_letterboxing_content_box():
 # Shard s001: video vB (100 x 50) stored in 48 x 48 frames (content box 0, 12, 48, 24).
 # True boxes cover each whole video: columns 12..51 of s000's frames; rows 12..35 of s001's.
 # Videos v0..v2 (10 frames each) are the activation dump's (tests/support/activation_dumps).
-
-
-def _write_frames(path: Path, video_id: str, video_size, stored_hw, n_frames: int) -> None:
-    h, w = stored_hw
-    with h5py.File(path, "w") as f:
-        f["frames"] = np.zeros((n_frames, h, w, 3), dtype=np.uint8)
-        f["video_index"] = np.zeros(n_frames, dtype=np.int32)
-        f["frame_index"] = np.arange(n_frames, dtype=np.int32)
-        f["video_id"] = np.array([video_id], dtype=object).astype(h5py.string_dtype())
-        f["content_box"] = np.array([content_box(video_size, (w, h))], dtype=np.int32)
-
-
-def _write_cam(path: Path, keys, maps: np.ndarray) -> None:
-    with h5py.File(path, "w") as f:
-        f.attrs.update(
-            source="img", method="cam", layer="cam_conv", kind="img", input_size=64, split="test",
-            traits=list(BIG_FIVE),
-        )  # fmt: skip
-        ids, frames, shards = zip(*keys, strict=True)
-        f["video_id"] = np.array(ids, dtype=object).astype(h5py.string_dtype())
-        f["frame_index"] = np.asarray(frames, dtype=np.int32)
-        f["shard_file"] = np.array(shards, dtype=object).astype(h5py.string_dtype())
-        f["row"] = np.zeros(len(keys), dtype=np.int64)
-        f["maps"] = maps.astype(np.float32)
-        f["predictions"] = np.full((len(keys), 5), 0.5, dtype=np.float32)
 
 
 CAM_KEYS = [("vA", 0, "s000.h5"), ("vA", 1, "s000.h5"), ("vB", 0, "s001.h5")]
@@ -175,19 +145,19 @@ def demo(tmp_path):
     truth_frames = _truth_frames(np.random.default_rng(2))
     truth_frames.to_csv(truth_dir / "frames.tsv", sep="\t", index=False)
     (tmp_path / "frames").mkdir()
-    _write_frames(tmp_path / "frames" / "s000.h5", "vA", (100, 100), (40, 64), 2)
-    _write_frames(tmp_path / "frames" / "s001.h5", "vB", (100, 50), (48, 48), 1)
+    write_frames(tmp_path / "frames" / "s000.h5", "vA", (100, 100), (40, 64), 2)
+    write_frames(tmp_path / "frames" / "s001.h5", "vB", (100, 50), (48, 48), 1)
     qc = pd.DataFrame(
         {"video_id": ["vA", "vB"], "status": "ok", "width": [100, 100], "height": [100, 50]}
     )
     qc.to_csv(tmp_path / "videos.tsv", sep="\t", index=False)
-    _write_cam(tmp_path / "img.h5", CAM_KEYS, _cam_maps())
+    write_cam(tmp_path / "img.h5", CAM_KEYS, _cam_maps())
     grad = np.zeros((3, 5, 40, 64), dtype=np.float32)
     grad[:, :, :, 30:34] = 1.0  # on the face in s000; in s001 columns ~22..26 of 48, all rows
-    _write_cam(tmp_path / "img_gradcam.h5", CAM_KEYS, grad)
+    write_cam(tmp_path / "img_gradcam.h5", CAM_KEYS, grad)
     off = np.zeros((3, 5, 40, 64), dtype=np.float32)
     off[:, :, :, 0:6] = 1.0  # an untrained network's maps, here all on s000's padding
-    _write_cam(tmp_path / "img_random_init.h5", CAM_KEYS, off)
+    write_cam(tmp_path / "img_random_init.h5", CAM_KEYS, off)
     detectors = pd.DataFrame(
         {"layer": "conv5_3", "unit": [0, 0, 1, 2, 3, 4], "region": ["eyes", "nose", "mouth",
          "nose", "eyebrows", "mouth"], "score": 0.6, "iou": 0.01,
@@ -289,25 +259,6 @@ def test_cam_share_on_maps_with_known_overlaps(demo):
 # --- the CAM controls --------------------------------------------------------------------
 
 
-def _faces_in_frames(
-    n: int, height: int = 108, width: int = 192, seed: int = 0, jitter: float = 0.1
-):
-    """n frames with a face of half the frame height (0.8 as wide) within ``jitter`` x
-    the frame size of its centre, and its eyebrow, eye and mouth boxes: (face (n, 4),
-    [region boxes (n, 4)])."""
-    rng = np.random.default_rng(seed)
-    fh, fw = height / 2, height / 2 * 0.8
-    cx = width / 2 + rng.uniform(-width * jitter, width * jitter, n)
-    cy = height / 2 + rng.uniform(-height * jitter, height * jitter, n)
-
-    def box(x0, y0, x1, y1):
-        left, top = cx - fw / 2, cy - fh / 2
-        return np.stack([left + x0 * fw, top + y0 * fh, left + x1 * fw, top + y1 * fh], 1)
-
-    regions = [box(0.15, 0.25, 0.85, 0.35), box(0.15, 0.35, 0.85, 0.48), box(0.3, 0.7, 0.7, 0.85)]
-    return box(0, 0, 1, 1), regions
-
-
 def test_ideal_map_is_the_area_average_of_the_union():
     # two overlapping boxes on a 4 x 4 grid over 8 x 8 pixels: cells of 2 x 2 pixels
     a = np.array([[0, 0, 3, 1]], float)  # rows 0..1, columns 0..3: cells (0, 0), (0, 1)
@@ -323,39 +274,15 @@ def test_ideal_map_is_the_area_average_of_the_union():
 
 
 def test_ideal_map_reaches_the_goal_at_12x12_but_not_at_4x4():
-    face, regions = _faces_in_frames(40)
+    face, regions = faces_in_frames(40)
     fine = frame_overlaps(ideal_maps(regions, 108, 192, (12, 12)), face, 108, 192, 0.2)
     coarse = frame_overlaps(ideal_maps(regions, 108, 192, (4, 4)), face, 108, 192, 0.2)
     assert np.mean(fine >= 0.9) >= GOALS["cam_ideal_overlap_share"][1]
     assert np.mean(coarse >= 0.9) < 0.5
 
 
-def _control_demo(
-    tmp_path: Path, map_hw: tuple[int, int], maps_from_truth: bool = True, jitter: float = 0.1
-):
-    """One 192 x 108 video stored as is, 30 frames, a face of half its height; a CAM file
-    whose five maps per frame are the ideal map of the frame (or, if not, all zero but a
-    cell in the top-left corner). Returns the arguments of cam_true_face_overlap."""
-    n, (height, width) = 30, (108, 192)
-    face, regions = _faces_in_frames(n, height, width, seed=3, jitter=jitter)
-    truth = pd.DataFrame({"video_id": "vC", "frame_index": np.arange(n)})
-    for name, box in zip(["face", *SIGNAL], [face, *regions], strict=True):
-        for i, c in enumerate(("x0", "y0", "x1", "y1")):
-            truth[f"{name}_{c}"] = box[:, i]
-    _write_frames(tmp_path / "s000.h5", "vC", (width, height), (height, width), n)
-    if maps_from_truth:
-        maps = np.repeat(ideal_maps(regions, height, width, map_hw), 5, axis=1)
-    else:
-        maps = np.zeros((n, 5, *map_hw), np.float32)
-        maps[:, :, 0, 0] = 1.0
-    _write_cam(tmp_path / "img.h5", [("vC", i, "s000.h5") for i in range(n)], maps)
-    geometry = read_frame_geometry([tmp_path / "s000.h5"])
-    sizes = pd.DataFrame({"video_id": ["vC"], "width": [width], "height": [height]})
-    return tmp_path / "img.h5", truth, geometry, sizes
-
-
 def test_a_map_on_the_face_passes_and_the_same_map_moved_off_it_fails(tmp_path):
-    args = _control_demo(tmp_path, (12, 12))
+    args = control_demo(tmp_path, (12, 12))
     got = cam_true_face_overlap(*args, 0.2, 0.9, SIGNAL, controls=True)
     assert got["share"] >= 0.95 and got["ideal_share"] >= 0.95  # the maps are the ideal ones
     # Zhou's box is a rectangle around the blob: it spills over the face box by up to a
@@ -366,14 +293,14 @@ def test_a_map_on_the_face_passes_and_the_same_map_moved_off_it_fails(tmp_path):
     # mirrored left-right, the maps stay on the face when it is near the middle: no control
     assert got["mirrored_share"] > got["offface_share"]
     # the same frames at 4 x 4: the ideal map itself falls short (the resolution's limit)
-    coarse = cam_true_face_overlap(*_control_demo(tmp_path, (4, 4)), 0.2, 0.9, SIGNAL, True)
+    coarse = cam_true_face_overlap(*control_demo(tmp_path, (4, 4)), 0.2, 0.9, SIGNAL, True)
     assert coarse["ideal_share"] < 0.5
 
 
 def test_a_map_in_the_corner_fails_and_its_roll_lands_on_the_face(tmp_path):
     # the negative control's own control: a map off the face scores 0, rolled it lands on
     # the frame's centre, where the (centred) face is
-    args = _control_demo(tmp_path, (12, 12), maps_from_truth=False, jitter=0.0)
+    args = control_demo(tmp_path, (12, 12), maps_from_truth=False, jitter=0.0)
     got = cam_true_face_overlap(*args, 0.2, 0.9, SIGNAL, controls=True)
     assert got["share"] == 0.0 and got["peak_in_face_share"] == 0.0
     assert got["region_share"] == 0.0 and got["mirrored_share"] == 0.0

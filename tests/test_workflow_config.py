@@ -200,12 +200,17 @@ def test_every_rule_names_a_pinned_conda_env():
 
     import yaml
 
-    rules, envs = {}, set()
+    rules, envs, derived = {}, set(), {}
     for smk in sorted((REPO / "rules").glob("*.smk")):
-        for block in re.split(r"\n(?=[ ]*rule \w+:)", smk.read_text())[1:]:
+        for block in re.split(r"\n(?=[ ]*(?:use )?rule \w+)", smk.read_text())[1:]:
+            use = re.match(r"\s*use rule (\w+) as (\w+) with:", block)
+            if use:  # `use rule A as B with:` keeps A's env unless it names its own
+                derived[use.group(2)] = use.group(1)
+                continue
             name = re.search(r"rule (\w+):", block).group(1)
             conda = re.search(r"conda:\s*\n\s*\"([^\"]+)\"", block)
             rules[name] = conda.group(1) if conda else None
+    rules.update({new: rules[base] for new, base in derived.items()})
     listed = subprocess.run(
         [tool("snakemake"), "--snakefile", str(REPO / "Snakefile"), "--list-rules"],
         capture_output=True, text=True, cwd=REPO, check=True,

@@ -89,16 +89,39 @@ def check_interpretability(results, manifest):
     assert detectors["score"].between(0, 1 + 1e-6).all()
     emergence = pd.read_csv(results / "tables/au_emergence.tsv", sep="\t")
     assert list(emergence.columns[:8]) == ["au", "unit", "layer", "i_max", "n", "f", "u", "p"]
-    assert len(emergence) == 17 and emergence["p"].between(0, 1).all()
+    decoy = emergence["au"].str.endswith("_decoy")
+    assert (~decoy).sum() == 17 and decoy.sum() == 17 and emergence["p"].between(0, 1).all()
+    assert emergence["p_perm"].dropna().between(0, 1).all()
+    assert set(emergence["permutation"].dropna()) == {"whole videos within group"}
+    # the controls: the untrained network through CAM, detectors and AU emergence, and the
+    # emergence test on the planted AU values
+    with h5py.File(results / "cam/img_random_init.h5") as h5:
+        assert h5["maps"].shape[:2] == (n_test_frames, 5)
+    for table in ("random_init/detectors.tsv", "random_init/au_emergence.tsv",
+                  "planted_aus/au_emergence.tsv"):  # fmt: skip
+        assert len(pd.read_csv(results / "controls" / table, sep="\t")) > 0, table
     planted = json.loads((results / "validation/planted.json").read_text())
     for key in (
         "cam_true_face_overlap_share",
+        "cam_ideal_overlap_share",
+        "cam_offface_overlap_share",
+        "cam_random_weights_overlap_share",
         "detector_precision",
+        "detector_precision_ci_low",
+        "n_detectors",
+        "n_detectors_random_init",
         "planted_aus_significant_share",
         "unplanted_aus_significant_share",
+        "decoy_aus_significant_share",
+        "paper_unplanted_aus_significant_share",
         "null_false_positive_rate",
+        "random_init_planted_aus_significant_share",
     ):
         assert key in planted
+    # every control was given to the rule: none of their keys is left unmeasured
+    assert planted["n_detectors_random_init"] is not None
+    assert planted["cam_random_weights_overlap_share"] is not None
+    assert planted["truth_planted_aus_significant_share"] is not None
 
 
 def check_report(workdir, configfile):

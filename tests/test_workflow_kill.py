@@ -69,8 +69,18 @@ def half_done_dumps(results: Path) -> None:
 
 
 def half_done_detectors(results: Path) -> None:
-    assert (results / "tables/detectors.tsv").exists()  # written before the kill
-    assert not list((results / "figures").glob("detectors_*.png"))  # the montages were not
+    # the trained model's detectors or its untrained control's, whichever ran first: the
+    # table is written before the kill, the montages are not
+    runs = [
+        (results / "tables/detectors.tsv", results / "figures"),
+        (results / "controls/random_init/detectors.tsv", results / "controls/random_init"),
+    ]
+    killed = [
+        (table, figures)
+        for table, figures in runs
+        if table.exists() and not list(figures.glob("detectors_*.png"))
+    ]
+    assert killed, runs  # both may have been running side by side
 
 
 STAGES = {

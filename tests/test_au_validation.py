@@ -89,3 +89,24 @@ def test_no_matching_frames(tmp_path):
     write_tsv(est, path)
     with pytest.raises(UserError, match="no estimated frame matches"):
         val.validate([path], folder)
+
+
+def test_planted_au_table_puts_the_truth_on_the_estimated_frames():
+    """The AU table the emergence test runs on for its positive control: the estimates'
+    frames and success flags, the planted values (AU43 also as AU45), NaN where no face
+    was found; a frame the truth lacks is an error naming frames.tsv."""
+    estimates = pd.DataFrame(
+        {"video_id": ["a.001"] * 3, "frame_index": [0, 1, 2], "success": [True, False, True]}
+    )
+    truth = pd.DataFrame({"video_id": ["a.001"] * 3, "frame_index": [0, 1, 2]})
+    for k, au in enumerate(PYFEAT_AUS):
+        truth[au] = [0.1 * k, 0.2 * k, 0.3 * k]
+    table = val.planted_au_table(estimates, truth)
+    assert list(table.columns) == ["video_id", "frame_index", "success", *AU_COLUMNS]
+    assert list(table["success"]) == [True, False, True]
+    k12 = PYFEAT_AUS.index("AU12")
+    assert table.loc[2, "AU12"] == pytest.approx(0.3 * k12)
+    assert table.loc[2, "AU45"] == table.loc[2, "AU43"]
+    assert table.loc[1, list(AU_COLUMNS)].isna().all()  # no face: no value
+    with pytest.raises(UserError, match=r"frames.tsv: no row for frame \(a.001, 2\)"):
+        val.planted_au_table(estimates, truth.iloc[:2])

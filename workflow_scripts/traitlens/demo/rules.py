@@ -61,11 +61,11 @@ def planted_au_table(job: Job) -> None:
     import pandas as pd
 
     from traitlens.aus.estimate_aus import read_frame_table
-    from traitlens.demo.au_validation import load_truth
+    from traitlens.demo.au_validation import load_truth as load_planted_intensities
     from traitlens.demo.au_validation import planted_au_table as with_planted_values
 
     estimates = pd.concat([read_frame_table(p) for p in job.input.aus], ignore_index=True)
-    truth, planted = load_truth(job.input.ground_truth)
+    truth, planted = load_planted_intensities(job.input.ground_truth)
     table = with_planted_values(estimates, truth)
     write_tsv(table, job.output.table)
     log.info(

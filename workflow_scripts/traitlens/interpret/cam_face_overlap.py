@@ -20,7 +20,7 @@ y0 <= r <= y1 (edges inclusive).
 
 numpy only (no PyTorch): the upsampling reproduces torch's CPU ``F.interpolate(mode=
 "bilinear", align_corners=False)``, which the rule used before, bit for bit on maps of at
-least 2 x 2 cells (CAM maps are input_size / 16 >= 2 a side) at the configs' frame sizes
+least 2 x 2 cells (CAM maps are input_size / cam_map_stride >= 2 a side) at the configs' frame sizes
 (216 x 384, 360 x 640; tests/test_torch_free.py), so the tables keep their bytes. For
 small frames torch rounds in another order: values may differ by one float32 ulp.
 """

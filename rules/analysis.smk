@@ -262,6 +262,8 @@ if DATASET["format"] == "demo":
             aus_validation=f"{RESULTS}/validation/aus.tsv",
             ceilings=f"{RESULTS}/tables/detector_ceilings.tsv",
             dumps=dumps("face"),
+            accuracy=f"{RESULTS}/tables/accuracy.tsv",
+            manifest=f"{RESULTS}/manifest.tsv",
         output:
             json=f"{RESULTS}/validation/planted.json",
             table=report(
@@ -281,5 +283,8 @@ if DATASET["format"] == "demo":
             min_overlap=ANALYSIS["cam"]["min_overlap"],
             alpha=ANALYSIS["au_emergence"]["alpha"],
             coupling_r=ANALYSIS["planted"]["coupling_r"],
+            # the oracle controls fit the AU model's ridge (models.aus)
+            alphas=config["models"]["aus"]["alphas"],
+            default_alpha=config["models"]["aus"]["default_alpha"],
         script:
             "../workflow_scripts/validate_planted.py"

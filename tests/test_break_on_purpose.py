@@ -33,7 +33,7 @@ import pandas as pd
 import pytest
 from snakemake.utils import validate
 
-from traitlens.demo.planted import cam_true_face_overlap, score_planted
+from traitlens.demo.planted import ACCURACY_KEYS, cam_true_face_overlap, score_planted
 from traitlens.interpret.au_emergence import emergence_table
 from traitlens.interpret.detectors import (
     detector_table,
@@ -299,9 +299,12 @@ def test_a_broken_run_misses_the_goal(scored, name, key):
 
 def test_the_intact_run_meets_every_other_goal_it_is_scored_on(scored):
     doc = scored["intact"]
-    # (null_false_positive_rate comes from the stand-in NULL: met by construction)
-    unmet = {k: _report(doc, k) for k, g in doc["goals"].items() if g["met"] is not True}
+    # (null_false_positive_rate comes from the stand-in NULL: met by construction; the
+    # accuracy goals need trained models, which this simulation has none of: not measured)
+    scored_goals = {k: g for k, g in doc["goals"].items() if k not in ACCURACY_KEYS}
+    unmet = {k: _report(doc, k) for k, g in scored_goals.items() if g["met"] is not True}
     assert not unmet, unmet
+    assert all(doc["goals"][k]["met"] is None for k in ACCURACY_KEYS if k in doc["goals"])
     assert doc["n_detectors"] == 3 * UNITS_PER_REGION and doc["detector_precision"] == 1.0
 
 

@@ -85,6 +85,15 @@ CONTRACT_KEYS = (
     "unplanted_aus_significant_share",
     "null_false_positive_rate",
 )
+# planted.json's accuracy keys (null when the accuracy input is absent)
+ACCURACY_KEYS = (
+    "img_test_mae_ratio",
+    "face_test_mae_ratio",
+    "aus_test_mae_ratio",
+    "oracle_visual_test_mae_ratio",
+    "oracle_all_test_mae_ratio",
+    "oracle_visual_shuffled_test_mae_ratio",
+)
 TRUE_BOX_COLUMNS = ("face_x0", "face_y0", "face_x1", "face_y1")
 BOX_SUFFIXES = ("x0", "y0", "x1", "y1")
 # The issue's goals. (op, target): value op target; ("<=", f, key): value <= f x doc[key];
@@ -104,6 +113,11 @@ GOALS: dict[str, tuple] = {
     "decoy_aus_significant_share": ("<=", 0.10),
     "null_false_positive_rate": ("in", (0.0, 0.02)),
     "random_init_planted_aus_significant_share": ("<=", 0.50),
+    # accuracy on new people (demo/accuracy_ceiling.py): the models, then the controls
+    "img_test_mae_ratio": ("<=", 0.70),
+    "face_test_mae_ratio": ("<=", 0.70),
+    "oracle_visual_test_mae_ratio": ("<=", 0.70),
+    "oracle_visual_shuffled_test_mae_ratio": (">=", 0.90),
 }
 # checks reported in tables/planted.tsv without a goal (diagnostics and the mirrored map)
 DIAGNOSTICS = (
@@ -117,6 +131,8 @@ DIAGNOSTICS = (
     "paper_unplanted_aus_significant_share",
     "truth_planted_aus_significant_share",
     "null_within_video_false_positive_rate",
+    "aus_test_mae_ratio",
+    "oracle_all_test_mae_ratio",
 )
 TABLE_COLUMNS = ("check", "value", "goal", "met", "note", "value_random_init")
 TABLE_AU_NAME = {"AU43": "AU45"}  # py-feat name in the truth -> name in our AU tables
@@ -816,10 +832,13 @@ def score_planted(
     coupling_r: float | None = None,
     ceilings: pd.DataFrame | None = None,
     detector_r: pd.DataFrame | None = None,
+    accuracy: Mapping[str, float | None] | None = None,
 ) -> dict:
     """The planted.json document from the pieces (``cam``/``gradcam``/``cam_random``: the
     dicts of :func:`cam_true_face_overlap`; ``validation``: validation/aus.tsv;
-    ``detector_r``: :func:`detector_au_correlations`). The optional pieces are the
+    ``detector_r``: :func:`detector_au_correlations`; ``accuracy``: the test split's MAE
+    ratios, ``<model>_test_mae_ratio`` keys, of :mod:`traitlens.demo.accuracy_ceiling`).
+    The optional pieces are the
     optional inputs: absent, their keys are null and a note says so."""
     planted = planted_table_aus(truth)
     hist = detector_precision(detectors, truth["regions"], "histogram_detector")
@@ -923,11 +942,12 @@ def score_planted(
             "coupling_r": coupling_r,
         },
     }
+    doc.update(dict.fromkeys(ACCURACY_KEYS) | dict(accuracy or {}))
     doc["goals"] = {k: _goal_entry(doc, k, spec) for k, spec in GOALS.items()}
     doc["notes"] = _notes(doc, cam, sig, hist, nd, threshold, min_overlap, alpha)
     doc["notes"] += _absent_notes(
         cam_random, detectors_random, emergence_random, emergence_truth, validation,
-        ceilings, detector_r, not_validated, coupling_r,
+        ceilings, detector_r, not_validated, coupling_r, accuracy,
     )  # fmt: skip
     return doc
 
@@ -1017,7 +1037,7 @@ def _notes(doc, cam, sig, hist, nd, threshold, min_overlap, alpha) -> list[str]:
 
 def _absent_notes(
     cam_random, detectors_random, emergence_random, emergence_truth, validation, ceilings,
-    detector_r, not_validated, coupling_r,
+    detector_r, not_validated, coupling_r, accuracy,
 ) -> list[str]:  # fmt: skip
     absent = {
         "cam_random": (cam_random, "cam_random_weights_overlap_share"),
@@ -1026,6 +1046,7 @@ def _absent_notes(
         "emergence_truth": (emergence_truth, "truth_planted_aus_significant_share"),
         "ceilings": (ceilings, "detector_ceilings"),
         "dumps": (detector_r, "detector_au_r_median"),
+        "accuracy": (accuracy, "img_test_mae_ratio and the other accuracy ratios"),
     }
     notes = [
         f"no input {name}: {key} is null (not measured)"
@@ -1079,6 +1100,13 @@ def planted_rows(doc: Mapping) -> pd.DataFrame:
         "truth_planted_aus_significant_share": "positive control: the test on the planted values",
         "random_init_planted_aus_significant_share": "negative control: an untrained network",
         "null_false_positive_rate": f"alpha {doc['settings']['alpha']:g}",
+        "img_test_mae_ratio": "test MAE / train_mean's, new people (tables/accuracy.tsv)",
+        "face_test_mae_ratio": "test MAE / train_mean's, new people (tables/accuracy.tsv)",
+        "aus_test_mae_ratio": "the ridge on estimated AUs (tables/accuracy.tsv)",
+        "oracle_visual_test_mae_ratio": "positive control: the ridge on the planted AU means",
+        "oracle_all_test_mae_ratio": "the ridge on every planted driver (AUs and voice)",
+        "oracle_visual_shuffled_test_mae_ratio": "negative control: the planted AU means of "
+        "other people's videos",
     }
     random_init = {
         "cam_true_face_overlap_share": doc["cam_random_weights_overlap_share"],

@@ -16,6 +16,7 @@ from pathlib import Path
 from traitlens.aus.estimate_aus import write_tsv
 from traitlens.core.errors import Job, UserError
 from traitlens.core.tables import read_table
+from traitlens.demo.accuracy_ceiling import accuracy_ratios
 from traitlens.demo.au_validation import scatter_figure, validate
 from traitlens.demo.planted import (
     cam_true_face_overlap,
@@ -28,8 +29,10 @@ from traitlens.demo.planted import (
     signal_regions,
     write_outputs,
 )
+from traitlens.ingest.manifest import read_groups
 from traitlens.interpret.au_emergence import NULL_COLUMNS
 from traitlens.interpret.detectors import CEILING_COLUMNS
+from traitlens.models.predictions import read_labels
 
 log = logging.getLogger("traitlens.demo")
 DETECTOR_COLUMNS = ("layer", "unit", "region", "histogram_detector", "netdissect_detector")
@@ -105,7 +108,8 @@ def validate_planted(job: Job) -> None:
     emergence_random (the analyses of an untrained network), emergence_truth (the
     emergence test on the planted values), aus_validation (validation/aus.tsv: which
     unplanted AUs are coupled), ceilings (tables/detector_ceilings.tsv), dumps (the face
-    model's activation dumps: the detectors' correlation with their region's AU)."""
+    model's activation dumps: the detectors' correlation with their region's AU), accuracy
+    (tables/accuracy.tsv, with manifest: the models' MAE ratios and the oracle controls)."""
     folder = Path(job.input.ground_truth)
     truth_path = folder / "planted.json"
     truth = load_truth(truth_path)
@@ -151,6 +155,19 @@ def validate_planted(job: Job) -> None:
         "ceilings",
         lambda p: read_table(p, "detector ceilings", "find_detectors", CEILING_COLUMNS, text),
     )
+    accuracy_path = _optional_input(job, "accuracy")
+    accuracy = None
+    if accuracy_path:
+        table = read_table(accuracy_path, "accuracy", "evaluate_models", ["model", "split", "mean"])
+        truth_videos = read_table(
+            folder / "videos.tsv", "ground-truth videos", "generate_demo", ["video_id"],
+            {"video_id": str},
+        ).set_index("video_id")  # fmt: skip
+        manifest = job.input.manifest
+        accuracy = accuracy_ratios(
+            table, truth_videos, read_labels(manifest), read_groups(manifest),
+            job.params.alphas, float(job.params.default_alpha),
+        )  # fmt: skip
     dumps = list(getattr(job.input, "dumps", []) or [])
     detector_r = detector_au_correlations(detectors, dumps, truth_frames, truth) if dumps else None
     doc = score_planted(
@@ -160,6 +177,7 @@ def validate_planted(job: Job) -> None:
         emergence_random=optional("emergence_random", emergence_table),
         emergence_truth=optional("emergence_truth", emergence_table),
         validation=validation, coupling_r=coupling_r, ceilings=ceilings, detector_r=detector_r,
+        accuracy=accuracy,
     )  # fmt: skip
     write_outputs(
         doc, job.output.json, job.output.table, getattr(job.output, "detectors", None), detector_r

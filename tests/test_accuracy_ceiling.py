@@ -1,0 +1,105 @@
+"""The accuracy goal's controls (traitlens.demo.accuracy_ceiling): the ridge on the planted
+drivers must reach a low MAE ratio when the labels come from them, and its shuffled control
+must not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from traitlens.core.errors import UserError
+from traitlens.demo.accuracy_ceiling import (
+    ORACLE_SETS,
+    _shuffled_over_groups,
+    accuracy_ratios,
+    ceiling_ratios,
+    model_mae_ratios,
+)
+from traitlens.ingest.labels import BIG_FIVE
+
+ALPHAS = [0.1, 1.0, 10.0]
+
+
+def planted_population(seed: int, n_people: int = 30, clips: int = 6, noise: float = 0.03):
+    """Ground-truth videos (drivers uniform in their ranges), labels linear in the visual
+    drivers plus noise, split by person; and video -> person."""
+    rng = np.random.default_rng(seed)
+    columns = ORACLE_SETS["oracle_all"]
+    rows, groups = [], {}
+    for p in range(n_people):
+        split = "train" if p < n_people * 0.6 else ("validation" if p < n_people * 0.8 else "test")
+        for c in range(clips):
+            video = f"p{p:02d}.{c:03d}"
+            groups[video] = f"p{p:02d}"
+            rows.append(
+                {
+                    "video_id": video,
+                    "split": split,
+                    **dict(zip(columns, rng.random(6), strict=True)),
+                }
+            )
+    truth = pd.DataFrame(rows).set_index("video_id")
+    weights = rng.normal(0, 0.15, (4, len(BIG_FIVE)))
+    visual = truth[list(ORACLE_SETS["oracle_visual"])].to_numpy() - 0.5
+    y = np.clip(0.5 + visual @ weights + rng.normal(0, noise, (len(truth), len(BIG_FIVE))), 0, 1)
+    labels = pd.DataFrame(y, columns=list(BIG_FIVE))
+    labels.insert(0, "split", truth["split"].to_numpy())
+    labels.insert(0, "video_id", truth.index.to_numpy())
+    return truth.drop(columns="split"), labels, groups
+
+
+def test_oracle_meets_the_goal_and_its_shuffled_control_misses_it():
+    truth, labels, groups = planted_population(seed=1)
+    ratios = ceiling_ratios(truth, labels, groups, ALPHAS, 1.0, "test")
+    assert ratios["oracle_visual"] < 0.4  # labels come from these drivers
+    assert ratios["oracle_all"] < 0.4
+    assert ratios["oracle_visual_shuffled"] > 0.9  # another person's drivers say nothing
+
+
+def test_oracle_misses_the_goal_when_the_labels_are_noise():
+    # negative control of the positive control: labels unrelated to the drivers
+    truth, labels, groups = planted_population(seed=2)
+    rng = np.random.default_rng(0)
+    labels[list(BIG_FIVE)] = rng.random((len(labels), len(BIG_FIVE)))
+    assert ceiling_ratios(truth, labels, groups, ALPHAS, 1.0, "test")["oracle_visual"] > 0.9
+
+
+def test_shuffle_never_gives_a_video_its_own_persons_values():
+    truth, _, groups = planted_population(seed=3, n_people=5, clips=4)
+    group_of = pd.Series(groups)
+    values = truth[["AU01_mean"]]
+    shuffled = _shuffled_over_groups(values, group_of, seed=4)
+    owner = {v: groups[video] for video, v in values["AU01_mean"].items()}
+    for video, value in shuffled["AU01_mean"].items():
+        assert owner[value] != groups[video]
+
+
+def test_model_ratios_from_the_accuracy_table():
+    table = pd.DataFrame(
+        {
+            "model": ["img", "face", "train_mean", "img"],
+            "split": ["test", "test", "test", "validation"],
+            "mean": [0.93, 0.95, 0.90, 0.5],
+        }
+    )
+    ratios = model_mae_ratios(table, "test")
+    assert ratios["img"] == pytest.approx(0.7)
+    assert ratios["face"] == pytest.approx(0.5)
+    assert ratios["aus"] is None
+    with pytest.raises(UserError, match="no train_mean row"):
+        model_mae_ratios(table[table["model"] != "train_mean"], "test")
+
+
+def test_accuracy_ratios_names_its_keys_for_planted_json():
+    truth, labels, groups = planted_population(seed=5)
+    table = pd.DataFrame({"model": ["train_mean"], "split": ["test"], "mean": [0.9]})
+    keys = set(accuracy_ratios(table, truth, labels, groups, ALPHAS, 1.0))
+    assert {"img_test_mae_ratio", "oracle_visual_test_mae_ratio"} <= keys
+    assert "oracle_visual_shuffled_test_mae_ratio" in keys
+
+
+def test_ground_truth_without_the_drivers_is_refused():
+    truth, labels, groups = planted_population(seed=6)
+    with pytest.raises(UserError, match="AU26_mean"):
+        ceiling_ratios(truth.drop(columns="AU26_mean"), labels, groups, ALPHAS, 1.0, "test")

@@ -23,6 +23,26 @@ rule estimate_aus:
         "../workflow_scripts/estimate_aus.py"
 
 
+# On request only (not in rule all): one shard's AU table for py-feat users, loadable
+# with feat.utils.io.read_feat as a Fex.
+rule export_fex:
+    input:
+        aus=f"{RESULTS}/aus/{{shard}}.tsv",
+    output:
+        fex=f"{RESULTS}/aus/{{shard}}.fex.csv",
+    log:
+        f"{LOGS}/aus/{{shard}}.export_fex.log",
+    benchmark:
+        f"{BENCHMARKS}/aus/{{shard}}.export_fex.tsv"
+    conda:
+        "../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+    script:
+        "../workflow_scripts/export_fex.py"
+
+
 if DATASET["format"] == "demo":
 
     rule validate_aus:

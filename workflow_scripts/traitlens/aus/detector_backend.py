@@ -123,19 +123,33 @@ def _open_frames(frames_path: str | Path, rows: FaceRows):
     return frames
 
 
+def load_model(weights_file: Path, device: str):
+    """py-feat's MultitaskModel from ``weights_file``; UserError naming the file when it
+    is not a checkpoint the network loads (cut short, another file under this name, a
+    checkpoint of another architecture)."""
+    from feat.multitask.inference import MultitaskModel
+    from safetensors import SafetensorError
+
+    try:
+        return MultitaskModel(device=device, weights_path=str(weights_file))
+    except (SafetensorError, OSError, RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise UserError(
+            f"{weights_file}: not a py-feat multitask weights file this backend can load "
+            f"({type(err).__name__}: {err}); download it again. " + _how_to_get(weights_file.parent)
+        ) from None
+
+
 def estimate_with_detector(rows: FaceRows, frames_path: str | Path, cfg: AuConfig) -> np.ndarray:
     """(n, 21) AU probabilities per faces-file row (NaN where no face)."""
     weights = weight_paths(cfg.detector_weights_dir)
     import torch
-    from feat.multitask.inference import MultitaskModel
     from feat.utils.image_operations import extract_face_square_pad_torch
 
     out = np.full((len(rows.success), len(AU_COLUMNS)), np.nan)
     wanted = np.flatnonzero(rows.success)  # increasing, as h5py indexing needs
     if len(wanted) == 0:
         return out
-    weights_file = str(weights["face_multitask_v28.safetensors"])
-    model = MultitaskModel(device=cfg.detector_device, weights_path=weights_file)
+    model = load_model(weights["face_multitask_v28.safetensors"], cfg.detector_device)
     boxes = face_boxes(rows.landmarks[wanted])
     frames = _open_frames(frames_path, rows)
     with frames.file:

@@ -1,10 +1,18 @@
 """Action Unit intensities per frame: columns, the AU45 mapping, tables and shard IO.
 
 Columns of ``aus/<shard>.tsv`` (one row per frame of the faces file, in its order):
-``video_id, frame_index, success`` then :data:`AU_COLUMNS`: py-feat's 20 AUs
-(:data:`PYFEAT_AUS`) and AU45. Frames without a face have ``success`` false and empty
-AU cells. ``aus/<shard>.videos.tsv``: per video ``video_id, n_frames`` (successful
-frames used) and the mean of every AU column over them (empty when none).
+``video_id, frame_index, success``, the provenance :data:`PROVENANCE_COLUMNS`, then
+:data:`AU_COLUMNS`: py-feat's 20 AUs (:data:`PYFEAT_AUS`) and AU45. Frames without a
+face have ``success`` false and empty AU cells. ``aus/<shard>.videos.tsv``: per video
+``video_id, n_frames`` (successful frames used), the provenance, and the mean of every
+AU column over them (empty when none).
+
+The provenance says what the numbers are, since the backends differ in kind (see
+:func:`provenance`): ``au_backend`` (mesh, detector), ``au_scale`` (intensity: the
+weight of each AU's mesh displacement; probability: the network's belief that the AU
+is present) and ``au_baseline`` (none, or ``video_p<percentile>`` when each video's
+low percentile was subtracted). Readers pick AU columns by name, so tables written
+before these columns existed still read.
 
 The 17-AU OpenFace 2.0 view of docs/method.md (:data:`OPENFACE_17`) is a subset of the
 columns. py-feat has no AU45 (blink) but has AU43 (eyes closed); OpenFace's AU45
@@ -43,7 +51,10 @@ OPENFACE_17 = (
 KEY_COLUMNS = ("video_id", "frame_index", "success")
 FRAME_COLUMNS = (*KEY_COLUMNS, *AU_COLUMNS)
 VIDEO_COLUMNS = ("video_id", "n_frames", *AU_COLUMNS)
+PROVENANCE_COLUMNS = ("au_backend", "au_scale", "au_baseline")
 BACKENDS = ("mesh", "detector")
+# What each backend's numbers are: the mesh solve's AU weights, the network's sigmoid
+SCALES = {"mesh": "intensity", "detector": "probability"}
 BASELINES = ("none", "video")
 FLOAT_FORMAT = "%.4f"
 
@@ -143,6 +154,21 @@ def video_means(frames: pd.DataFrame, video_ids: tuple[str, ...] | None = None) 
     return out.rename_axis("video_id").reset_index()
 
 
+def provenance(cfg: AuConfig) -> dict[str, str]:
+    """The :data:`PROVENANCE_COLUMNS` values of tables made with ``cfg``."""
+    baseline = "none" if cfg.baseline == "none" else f"video_p{cfg.baseline_percentile:g}"
+    return {"au_backend": cfg.backend, "au_scale": SCALES[cfg.backend], "au_baseline": baseline}
+
+
+def with_provenance(table: pd.DataFrame, values: Mapping[str, str], after: str) -> pd.DataFrame:
+    """``table`` with the provenance columns inserted after column ``after``."""
+    out = table.copy()
+    at = out.columns.get_loc(after) + 1
+    for offset, (name, value) in enumerate(values.items()):
+        out.insert(at + offset, name, value)
+    return out
+
+
 def write_tsv(table: pd.DataFrame, path: str | Path) -> None:
     """TSV with 4 decimals, empty cells for NaN, booleans as true/false; atomic."""
     atomic.write_tsv(table, path, FLOAT_FORMAT)
@@ -185,13 +211,17 @@ def estimate_shard(
         values = subtract_video_baseline(values, rows.video_index, cfg.baseline_percentile)
     frames = frame_table(rows, values)
     videos = video_means(frames, rows.video_ids)
+    made_with = provenance(cfg)
+    frames = with_provenance(frames, made_with, after="success")
+    videos = with_provenance(videos, made_with, after="n_frames")
     log.info(
-        "%s: %d frames (%d with a face), %d videos, backend %s, baseline %s",
+        "%s: %d frames (%d with a face), %d videos, backend %s (%s), baseline %s",
         faces_path,
         len(frames),
         int(frames["success"].sum()),
         len(videos),
         cfg.backend,
-        cfg.baseline,
+        made_with["au_scale"],
+        made_with["au_baseline"],
     )
     return frames, videos

@@ -6,7 +6,8 @@ is called by its entry script ``workflow_scripts/<rule>.py`` through ``run_rule`
 
 from __future__ import annotations
 
-from traitlens.aus.estimate_aus import AuConfig, estimate_shard, write_tsv
+from traitlens.aus.estimate_aus import AuConfig, estimate_shard, read_frame_table, write_tsv
+from traitlens.aus.fex_export import write_fex_csv
 from traitlens.core.errors import Job
 from traitlens.core.faults import kill_point
 
@@ -24,3 +25,8 @@ def estimate_aus(job: Job) -> None:
     write_tsv(frames, job.output.frames)
     kill_point("estimate_aus")  # one output written, the other not
     write_tsv(videos, job.output.videos)
+
+
+def export_fex(job: Job) -> None:
+    """One shard's AU frame table in py-feat's Fex layout: aus/<shard>.fex.csv."""
+    write_fex_csv(read_frame_table(job.input.aus), job.output.fex)

@@ -130,9 +130,26 @@ def visual_inputs(wildcards):
     return shard_data(model_kind(wildcards.model))
 
 
-def visual_settings(wildcards):
+def model_settings(model):
     """models.visual with the model's own keys (e.g. models.img) on top."""
-    return {**config["models"]["visual"], **config["models"][wildcards.model]}
+    return {**config["models"]["visual"], **config["models"][model]}
+
+
+def visual_settings(wildcards):
+    return model_settings(wildcards.model)
+
+
+# The CNNs' backbone weights (README, "Starting from VGG-Face"): a named file that is
+# missing or does not fit its model's settings stops the run here, before any job. torch
+# is imported only when a file is named (the demo trains from scratch).
+CNN_MODELS = (*VISUAL_MODELS, *CAM_MODELS)
+if any(model_settings(m)["weights"] for m in CNN_MODELS):
+    from traitlens.models.weights import check_backbone_settings
+
+    try:
+        check_backbone_settings(config["models"], CNN_MODELS)
+    except UserError as err:
+        raise WorkflowError(str(err)) from None
 
 
 def linear_model_features(wildcards):

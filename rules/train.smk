@@ -6,6 +6,8 @@ rule train_visual:
     input:
         labels=f"{RESULTS}/manifest.tsv",
         data=visual_inputs,
+        # the backbone's starting weights (VGG-Face): a new file retrains the model
+        backbone=lambda wildcards: model_settings(wildcards.model)["weights"] or [],
     output:
         weights=f"{RESULTS}/models/{{model}}/weights.pt",
         history=f"{RESULTS}/models/{{model}}/training_log.tsv",

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from support.matconvnet_files import converted_vgg_face
 from support.workflow import REPO, job_counts, run_snakemake, tool, write_config
 from support.workflow_config import fi_config, fi_layout, full_corpus_layout
 
@@ -99,6 +100,8 @@ def test_first_impressions_config_builds_on_the_papers_settings_not_the_demos(tm
     shipped = yaml.safe_load((REPO / "config/first_impressions.yaml").read_text())
     # the shipped file with only its placeholder paths pointed at the layout
     shipped["dataset"].update(fi_config(tmp_path)["dataset"], name="first_impressions")
+    # it starts from VGG-Face: without the converted file the run stops at start
+    converted_vgg_face(tmp_path / "resources" / "vgg_face.pt")
     fi = effective_config(tmp_path, write_config(tmp_path / "fi.yaml", shipped))
 
     demo_dir = tmp_path / "demo"
@@ -110,6 +113,7 @@ def test_first_impressions_config_builds_on_the_papers_settings_not_the_demos(tm
     for model in ("img", "face", "img_cam", "face_cam"):
         settings = visual_settings(fi, model)
         assert {k: settings[k] for k in PAPER_VISUAL} == PAPER_VISUAL, model
+        assert settings["weights"] == "resources/vgg_face.pt", model
         assert settings["head"] == ("cam" if model.endswith("_cam") else "dan_plus"), model
         demo_settings = visual_settings(demo, model)
         assert demo_settings["input_size"] != 224 and demo_settings["width_divisor"] != 1

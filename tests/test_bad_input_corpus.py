@@ -430,7 +430,7 @@ def test_manifest_path_outside_the_data_folder_stops_at_start(tmp_path):
     assert "line 2: inside" not in result.stdout + result.stderr
 
 
-def test_weights_file_that_is_a_pickle_of_something_else_stops_training(corpus):
+def test_weights_file_that_is_a_pickle_of_something_else_stops_the_run_at_start(corpus):
     root = corpus["root"]
     config = yaml.safe_load(corpus["configfile"].read_text())
     weights = bi.weights_pickle_of_something_else(root / "vgg_face.pt")
@@ -442,6 +442,7 @@ def test_weights_file_that_is_a_pickle_of_something_else_stops_training(corpus):
         f"{weights}: not a weights file this workflow can read",
         "it is a plain Python pickle (pickle.dump), not a torch.save file; it was not loaded",
     )
-    # only the training job ran (the data stages were done), and it left no weights
+    # the start check refused it: no job ran, and no weights were written
     assert "extract_shard" not in result.stderr and "detect_faces" not in result.stderr
+    assert "rule train_visual" not in result.stderr
     assert not (corpus["results"] / "models/img/weights.pt").exists()

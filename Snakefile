@@ -1,8 +1,9 @@
 # traitlens: "Interpreting CNN Models for Apparent Personality Trait Regression"
 # (Ventura, Masip, Lapedriza, CVPRW 2017) as a workflow. See README.md.
 #
-#   snakemake --cores 8 --use-conda                      # the demo data set
+#   snakemake --cores 8                                  # the demo data set
 #   snakemake --cores 8 --configfile config/first_impressions.yaml
+#   snakemake --cores 8 --sdm conda                      # each rule in its envs/*.yaml
 #
 # A config builds on the defaults in schemas/config.schema.yaml (the paper's settings).
 # config.yaml holds the demo's own small sizes and is read only when no --configfile is
@@ -25,6 +26,9 @@ include: "rules/activations.smk"
 include: "rules/analysis.smk"
 
 
+report: "report/workflow.rst"
+
+
 rule all:
     default_target: True
     input:
@@ -37,3 +41,4 @@ rule all:
         expand(f"{RESULTS}/figures/loss_{{model}}.png", model=VISUAL_MODELS),
         planted_validation(),
         interpretability_outputs(),
+        REPORT_OUTPUTS,

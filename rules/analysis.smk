@@ -190,7 +190,12 @@ rule find_au_detectors:
             category="5. Action Units",
             subcategory="emergence of AU detectors",
         ),
-        null=f"{RESULTS}/tables/au_emergence_null.tsv",
+        null=report(
+            f"{RESULTS}/tables/au_emergence_null.tsv",
+            caption="../report/au_emergence_null_table.rst",
+            category="5. Action Units",
+            subcategory="emergence of AU detectors",
+        ),
         figure=report(
             f"{RESULTS}/figures/au_emergence.png",
             caption="../report/au_emergence.rst",
@@ -288,3 +293,133 @@ if DATASET["format"] == "demo":
             default_alpha=config["models"]["aus"]["default_alpha"],
         script:
             "../workflow_scripts/validate_planted.py"
+
+
+# --- the report's own figures and pages (snakemake --report; report/workflow.rst) -------
+# Cheap summaries of tables the rules above write, so they run on the submitting host.
+
+
+localrules:
+    report_qc,
+    plot_comparisons,
+    plot_emergence_null,
+
+
+rule report_qc:
+    input:
+        videos=f"{RESULTS}/qc/videos.tsv",
+        faces=per_shard(f"{RESULTS}/qc/faces/{{shard}}.tsv"),
+        ingest=f"{RESULTS}/qc/ingest.tsv",
+    output:
+        faces=report(
+            f"{RESULTS}/qc/faces.tsv",
+            caption="../report/qc_faces.rst",
+            category="0. Quality control",
+        ),
+        figure=report(
+            f"{RESULTS}/figures/qc.png",
+            caption="../report/qc_figure.rst",
+            category="0. Quality control",
+        ),
+        page=report(
+            f"{RESULTS}/qc/summary.html",
+            caption="../report/qc_summary.rst",
+            category="0. Quality control",
+        ),
+    log:
+        f"{LOGS}/report_qc.log",
+    benchmark:
+        f"{BENCHMARKS}/report_qc.tsv"
+    conda:
+        "../envs/core.yaml"
+    script:
+        "../workflow_scripts/report_qc.py"
+
+
+rule plot_comparisons:
+    input:
+        comparisons=f"{RESULTS}/tables/comparisons.tsv",
+    output:
+        figure=report(
+            f"{RESULTS}/figures/comparisons.png",
+            caption="../report/comparisons_figure.rst",
+            category="1. Models",
+            subcategory="accuracy",
+        ),
+    log:
+        f"{LOGS}/plot_comparisons.log",
+    benchmark:
+        f"{BENCHMARKS}/plot_comparisons.tsv"
+    conda:
+        "../envs/core.yaml"
+    params:
+        confidence=config["evaluation"]["confidence"],
+    script:
+        "../workflow_scripts/plot_comparisons.py"
+
+
+rule plot_emergence_null:
+    input:
+        null=f"{RESULTS}/tables/au_emergence_null.tsv",
+    output:
+        figure=report(
+            f"{RESULTS}/figures/au_emergence_null.png",
+            caption="../report/au_emergence_null.rst",
+            category="5. Action Units",
+            subcategory="emergence of AU detectors",
+        ),
+    log:
+        f"{LOGS}/plot_emergence_null.log",
+    benchmark:
+        f"{BENCHMARKS}/plot_emergence_null.tsv"
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        alpha=ANALYSIS["au_emergence"]["alpha"],
+        confidence=config["evaluation"]["confidence"],
+    script:
+        "../workflow_scripts/plot_emergence_null.py"
+
+
+if DATASET["format"] == "demo":
+
+    rule plot_planted:
+        input:
+            json=f"{RESULTS}/validation/planted.json",
+        output:
+            figure=report(
+                f"{RESULTS}/figures/planted.png",
+                caption="../report/planted_figure.rst",
+                category="6. Scored against the planted truth",
+            ),
+        log:
+            f"{LOGS}/plot_planted.log",
+        benchmark:
+            f"{BENCHMARKS}/plot_planted.tsv"
+        conda:
+            "../envs/analysis.yaml"
+        script:
+            "../workflow_scripts/plot_planted.py"
+
+    localrules:
+        plot_planted,
+
+
+# What rule all asks for the report alone; the emergence nulls' figure and (demo) the
+# planted-truth scorecard when the face model's units are analysed
+REPORT_OUTPUTS = [
+    f"{RESULTS}/qc/faces.tsv",
+    f"{RESULTS}/figures/qc.png",
+    f"{RESULTS}/qc/summary.html",
+    f"{RESULTS}/figures/comparisons.png",
+    *(
+        [f"{RESULTS}/figures/au_emergence_null.png"]
+        if "face" in ACTIVATIONS["models"]
+        else []
+    ),
+    *(
+        [f"{RESULTS}/figures/planted.png"]
+        if "face" in ACTIVATIONS["models"] and DATASET["format"] == "demo"
+        else []
+    ),
+]

@@ -29,7 +29,11 @@ rule build_manifest:
         unpack(label_inputs),
     output:
         manifest=f"{RESULTS}/manifest.tsv",
-        unmatched=f"{RESULTS}/qc/ingest.tsv",
+        unmatched=report(
+            f"{RESULTS}/qc/ingest.tsv",
+            caption="../report/qc_ingest.rst",
+            category="0. Quality control",
+        ),
     log:
         f"{LOGS}/build_manifest.log",
     benchmark:

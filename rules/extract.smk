@@ -32,7 +32,11 @@ rule summarise_qc:
         shards=per_shard(f"{RESULTS}/qc/shards/{{shard}}.tsv"),
         faces=per_shard(f"{RESULTS}/qc/faces/{{shard}}.tsv"),
     output:
-        videos=f"{RESULTS}/qc/videos.tsv",
+        videos=report(
+            f"{RESULTS}/qc/videos.tsv",
+            caption="../report/qc_videos.rst",
+            category="0. Quality control",
+        ),
     log:
         f"{LOGS}/summarise_qc.log",
     benchmark:

@@ -1,6 +1,6 @@
 """Rules of the demo data set (rules/data.smk's generate_demo) and of its planted-truth
-scoring (planted_au_table, validate_aus, validate_planted): one function per rule, named
-after it.
+scoring (planted_au_table, validate_aus, validate_planted; plot_planted, the scorecard for
+the report): one function per rule, named after it.
 
 Each takes the job (Snakemake's ``snakemake`` object; see traitlens.core.errors.Job) and
 is called by its entry script ``workflow_scripts/<rule>.py`` through ``run_rule``. The
@@ -186,3 +186,11 @@ def validate_planted(job: Job) -> None:
         log.info("%s = %s (goal %s, met %s)", key, doc.get(key), goal["goal"], goal["met"])
     for note in doc["notes"]:
         log.info("note: %s", note)
+
+
+def plot_planted(job: Job) -> None:
+    """The planted-truth scorecard for the report: every goal of validation/planted.json,
+    its value against the zone that meets it (traitlens.demo.planted_figure)."""
+    from traitlens.demo import planted_figure
+
+    planted_figure.plot_planted(planted_figure.read_planted(job.input.json), job.output.figure)

@@ -1,5 +1,6 @@
-"""Rules of the evaluation stage (rules/train.smk's evaluate_models): one function per rule,
-named after it.
+"""Rules of the evaluation stage (rules/train.smk's evaluate_models; rules/analysis.smk's
+plot_comparisons, the comparisons' figure for the report): one function per rule, named
+after it.
 
 Each takes the job (Snakemake's ``snakemake`` object; see traitlens.core.errors.Job) and
 is called by its entry script ``workflow_scripts/<rule>.py`` through ``run_rule``.
@@ -45,3 +46,12 @@ def evaluate_models(job: Job) -> None:
         comparisons=job.output.comparisons,
         figure=job.output.figure,
     )
+
+
+def plot_comparisons(job: Job) -> None:
+    """The paired model comparisons (tables/comparisons.tsv) as a forest plot for the report
+    (traitlens.evaluation.comparison_figure)."""
+    from traitlens.evaluation import comparison_figure
+
+    comparisons = comparison_figure.read_comparisons(job.input.comparisons)
+    comparison_figure.plot_comparisons(comparisons, job.output.figure, float(job.params.confidence))

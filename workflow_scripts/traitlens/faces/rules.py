@@ -1,5 +1,6 @@
-"""Rules of the face stage (rules/faces.smk, and rules/extract.smk's summarise_qc, which
-joins the extraction and face QC): one function per rule, named after it.
+"""Rules of the face stage (rules/faces.smk; rules/extract.smk's summarise_qc, which joins
+the extraction and face QC; rules/analysis.smk's report_qc, the report's QC section): one
+function per rule, named after it.
 
 Each takes the job (Snakemake's ``snakemake`` object; see traitlens.core.errors.Job) and
 is called by its entry script ``workflow_scripts/<rule>.py`` through ``run_rule``. The
@@ -61,3 +62,15 @@ def summarise_qc(job: Job) -> None:
     with atomic_path(job.output.videos) as tmp:
         qc.to_csv(tmp, sep="\t", index=False)
     log.info("%s", summary)
+
+
+def report_qc(job: Job) -> None:
+    """The report's QC section: every shard's face QC as one table, a figure of the QC
+    counts and an HTML page listing the videos worth a look (traitlens.faces.qc_report)."""
+    from traitlens.faces.qc_report import read_qc_tables, write_report_qc
+
+    tables = read_qc_tables(job.input.videos, list(job.input.faces), job.input.ingest)
+    counts = write_report_qc(
+        tables, faces_out=job.output.faces, figure_out=job.output.figure, page_out=job.output.page
+    )
+    log.info("%s", "; ".join(f"{what}: {n}" for what, n in counts))

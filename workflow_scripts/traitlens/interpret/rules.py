@@ -190,3 +190,14 @@ def find_au_detectors(job: Job) -> None:
             row.p_perm, row.q_bh, row.significant, rate.get(row.au, float("nan")), row.note,
         )  # fmt: skip
     log.info("null false-positive rate over all AUs: %.4f (alpha %g)", rate["all"], alpha)
+
+
+def plot_emergence_null(job: Job) -> None:
+    """The AU-emergence nulls as a figure for the report: each test's false-positive rate
+    per AU with its Wilson interval, against alpha (traitlens.interpret.emergence_null_figure)."""
+    from traitlens.interpret import emergence_null_figure
+
+    null = emergence_null_figure.read_null(job.input.null)
+    emergence_null_figure.plot_emergence_null(
+        null, float(job.params.alpha), job.output.figure, float(job.params.confidence)
+    )

@@ -5,7 +5,8 @@
 #                         that fails: unit, media, workflow, cluster (what .ci/run calls);
 #                         with arguments (-m unit, tests/test_x.py) it runs plain pytest with them
 #   bash setup.sh check   say what set-up would use and install here; changes nothing
-# Set-up is idempotent: the venv is rebuilt only when requirements.txt changes.
+# Set-up is idempotent: the venv is rebuilt only when requirements.txt or constraints.txt
+# changes (constraints.txt: every package's tested version, so a new venv gets the same).
 # Settings, from the environment:
 #   TRAITLENS_VENV    where the venv goes (default .venv in the checkout; a relative path is
 #                     taken from where you run the command). Elsewhere, the checkout's .venv
@@ -65,7 +66,7 @@ python_refusal() {
 }
 
 # ---- the venv -------------------------------------------------------------------------
-requirements_sha() { sha256sum requirements.txt | cut -d' ' -f1; }
+requirements_sha() { cat requirements.txt constraints.txt | sha256sum | cut -d' ' -f1; }
 
 venv_current() {
   [ -x "$VENV/bin/python" ] && [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" = "$(requirements_sha)" ]
@@ -95,7 +96,7 @@ ensure_venv() {
     echo "setup.sh: creating $VENV with Python $PY_VERSION ($PY) and the pinned requirements (first time: several minutes, about 7 GB)" >&2
     [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -r requirements.txt
+    "$VENV/bin/python" -m pip install -q -r requirements.txt -c constraints.txt
     requirements_sha >"$VENV/.requirements.sha256"
   fi
   link_venv
@@ -265,7 +266,7 @@ check() {
     echo "venv:    $where (current)"
     echo "python:  the venv's, Python $(sed -n 's/^version *= *//p' "$VENV/pyvenv.cfg" 2>/dev/null)"
   else
-    if [ -x "$VENV/bin/python" ]; then echo "venv:    $where (to update: requirements.txt changed)"
+    if [ -x "$VENV/bin/python" ]; then echo "venv:    $where (to update: requirements.txt or constraints.txt changed)"
     else echo "venv:    $where (to create)"; fi
     if [ -n "$PY" ]; then
       echo "python:  $PY (Python $PY_VERSION$([ "$PY_VENV" = venv ] || echo ", without its venv module"))"

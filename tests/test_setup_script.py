@@ -80,7 +80,8 @@ EASYBUILD_MODULES = [
 
 
 class Machine:
-    """A checkout (setup.sh, requirements.txt) and a PATH of stand-ins in ``root``."""
+    """A checkout (setup.sh, requirements.txt, constraints.txt) and a PATH of stand-ins in
+    ``root``."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -90,7 +91,7 @@ class Machine:
         self.home = root / "home"
         for folder in (self.checkout, self.bin, root / "basic", self.home):
             folder.mkdir()
-        for name in ("setup.sh", "requirements.txt"):
+        for name in ("setup.sh", "requirements.txt", "constraints.txt"):
             shutil.copy(REPO / name, self.checkout / name)
         for tool in BASIC_TOOLS:
             (root / "basic" / tool).symlink_to(shutil.which(tool))
@@ -369,7 +370,7 @@ def test_traitlens_venv_places_the_venv_and_links_it(machine):
         f"{machine.bin}/python3.11 -c (the probe)",  # which Python builds the venv
         f"{machine.bin}/python3.11 -m venv {venv}",
         "python -m pip install -q --upgrade pip",
-        "python -m pip install -q -r requirements.txt",
+        "python -m pip install -q -r requirements.txt -c constraints.txt",
         "snakemake --cores all -n",
     ]
     assert (venv / ".requirements.sha256").is_file()
@@ -393,7 +394,7 @@ def test_traitlens_venv_places_the_venv_and_links_it(machine):
     machine.log.write_text("")
     assert machine.run("demo", TRAITLENS_VENV=str(venv)).returncode == 0
     calls = machine.calls()
-    assert "python -m pip install -q -r requirements.txt" in calls
+    assert "python -m pip install -q -r requirements.txt -c constraints.txt" in calls
     assert not any("-m venv" in call for call in calls)
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from support.imports import imported_names
+from support.rule_imports import module_file, rule_envs_and_scripts, runtime_nodes
 
 try:  # the comparison with torch's upsampling needs it
     import torch
@@ -39,75 +40,29 @@ MISSING_FROM_ENV = ("torch", "torchvision", "cv2", "mediapipe", "feat")
 BLOCKED = ("traitlens", *MISSING_FROM_ENV)
 
 
-def rule_envs_and_scripts() -> dict[str, tuple[str, str]]:
-    """{rule: (conda env file name, entry script name)} from rules/*.smk."""
-    out = {}
-    for smk in sorted((REPO / "rules").glob("*.smk")):
-        rule, env, expect = None, None, None
-        for line in smk.read_text().splitlines():
-            stripped = line.strip()
-            if m := re.match(r"rule (\w+):", stripped):
-                rule, env = m.group(1), None
-            elif stripped in ("conda:", "script:"):
-                expect = stripped
-            elif expect and stripped.startswith('"'):
-                value = Path(stripped.strip('"')).name
-                if expect == "conda:":
-                    env = value
-                else:
-                    out[rule] = (env, value)
-                expect = None
-    return out
-
-
-def _module_file(name: str) -> Path | None:
-    parts = name.split(".")[1:]
-    path = PACKAGE.joinpath(*parts)
-    if path.with_suffix(".py").exists():
-        return path.with_suffix(".py")
-    if (path / "__init__.py").exists():
-        return path / "__init__.py"
-    return None
-
-
-def _runtime_nodes(nodes, top_level_only: bool):
-    """The nodes under ``nodes``, leaving out ``if TYPE_CHECKING:`` blocks and, with
-    ``top_level_only``, function and class bodies (their imports run only when called)."""
-    todo = list(nodes)
-    while todo:
-        node = todo.pop()
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            todo += node.orelse
-            continue
-        if top_level_only and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            continue
-        yield node
-        todo += list(ast.iter_child_nodes(node))
-
-
 def _imported(nodes) -> set[str]:
     """traitlens modules that import statements among ``nodes`` name (``from a.b import
     c`` names a.b, and a.b.c when that is a module)."""
-    return {n for n in imported_names(nodes) if n.startswith("traitlens.") and _module_file(n)}
+    return {n for n in imported_names(nodes) if n.startswith("traitlens.") and module_file(n)}
 
 
 def reachable_modules(script: Path, rule: str) -> set[str]:
     """The traitlens modules the rule's entry script reaches (see the module doc)."""
-    todo = _imported(_runtime_nodes(ast.parse(script.read_text()).body, True))
+    todo = _imported(runtime_nodes(ast.parse(script.read_text()).body, True))
     seen: set[str] = set()
     while todo:
         name = todo.pop()
         if name in seen:
             continue
         seen.add(name)
-        tree = ast.parse(_module_file(name).read_text())
+        tree = ast.parse(module_file(name).read_text())
         if not name.endswith(".rules"):
-            todo |= _imported(_runtime_nodes(tree.body, False))
+            todo |= _imported(runtime_nodes(tree.body, False))
             continue
-        todo |= _imported(_runtime_nodes(tree.body, True))
+        todo |= _imported(runtime_nodes(tree.body, True))
         # the rule's own function, its lazy imports included
         mine = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == rule]
-        todo |= _imported(_runtime_nodes(mine, False))
+        todo |= _imported(runtime_nodes(mine, False))
     return seen
 
 

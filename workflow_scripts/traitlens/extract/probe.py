@@ -86,7 +86,7 @@ def tool_path(name: str) -> str:
     if not found:
         raise UserError(
             f"{name} not found on PATH. Install it (Debian/Ubuntu: `apt-get install "
-            "ffmpeg`; conda: `conda install -c conda-forge ffmpeg`) or run with --use-conda."
+            "ffmpeg`; conda: `conda install -c conda-forge ffmpeg`) or run with --sdm conda."
         )
     return found
 

@@ -58,7 +58,7 @@ schema."""
 
 def region_polygons(landmarks: np.ndarray) -> dict[str, list[np.ndarray]]:
     """{region: [polygon (k, 2), ...]} at ``landmarks`` (478, 2)."""
-    import cv2  # here, not at the top: reading a template (load_template) needs no OpenCV
+    import cv2  # not at the top: load_template runs on envs/analysis.yaml, without OpenCV
 
     c = connections()
     pts = np.asarray(landmarks, dtype=np.float64)[:, :2]

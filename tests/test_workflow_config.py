@@ -198,7 +198,7 @@ def test_full_corpus_dag_is_planned_in_shards(tmp_path):
 
 @pytest.mark.workflow
 def test_every_rule_names_a_pinned_conda_env():
-    """conda is not reachable here, so --use-conda cannot run; what can be checked is
+    """conda is not reachable here, so --sdm conda cannot run; what can be checked is
     that every rule names an env file that exists, parses and pins every package."""
     import re
 

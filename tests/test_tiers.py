@@ -226,3 +226,17 @@ def test_a_process_started_while_a_module_is_imported_is_the_librarys_not_the_te
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*unit tests spawn no process*"])
+
+
+def test_an_opt_in_tier_runs_only_when_asked_for(pytester):
+    pytester.makeconftest(PLUGIN)
+    pytester.makepyfile(
+        test_order=TIERED.format(ok="True")
+        + "\n@pytest.mark.fullsize\ndef test_fullsize():\n    pass\n"
+    )
+    plain = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-v", "--require-tiers")
+    plain.assert_outcomes(passed=4, deselected=1)  # the default run leaves it out
+    assert "test_fullsize" not in plain.stdout.str().replace("deselected", "")
+    asked = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-v", "-m", "fullsize")
+    asked.assert_outcomes(passed=1, deselected=4)
+    asked.stdout.fnmatch_lines(["*::test_fullsize PASSED*"])

@@ -11,6 +11,9 @@ cluster tiers share the session's reference run of the tiny demo.
   or trains a torch model for more than a moment.
 - ``workflow``: runs Snakemake (a dry run or lint counts).
 - ``cluster``: runs the workflow on a local one-node SLURM cluster.
+- ``fullsize``: config/first_impressions.yaml end to end on full-size clips. Opt-in: it
+  runs only when ``-m`` names it (``bash setup.sh test -m fullsize``), as it alone takes
+  several minutes of the suite's 15.
 
 A unit test that starts a process fails, naming what it started, so the tier stays honest:
 the guard covers the test's fixture set-up (whatever their scope), the test itself and its
@@ -35,7 +38,11 @@ TIERS = {
     "media": "spawns ffmpeg/ffprobe or another process, runs mediapipe, or trains torch models",
     "workflow": "runs Snakemake on tiny generated data (slow)",
     "cluster": "runs the workflow on a one-node SLURM cluster on localhost (slowest)",
+    "fullsize": "runs config/first_impressions.yaml on full-size clips (minutes; opt-in)",
 }
+# Tiers a plain run leaves out: they run only when -m names them (bash setup.sh test -m
+# fullsize). The full-size run alone takes longer than the suite's 15-minute budget allows.
+OPT_IN_TIERS = ("fullsize",)
 DEFAULT_TIER = "unit"
 MESSAGE = "unit tests spawn no process: mark it media (it called {what})"
 
@@ -98,6 +105,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
     order = list(TIERS)
     items.sort(key=lambda item: order.index(tier_of(item)))  # stable: file order within a tier
+    asked = config.getoption("markexpr", "") or ""
+    left_out = [i for i in items if tier_of(i) in OPT_IN_TIERS and tier_of(i) not in asked]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [i for i in items if i not in left_out]
 
 
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected
@@ -105,7 +117,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not session.config.getoption("require_tiers"):
         return
     present = {tier_of(item) for item in session.items}
-    empty = [tier for tier in TIERS if tier not in present]
+    empty = [tier for tier in TIERS if tier not in present and tier not in OPT_IN_TIERS]
     if empty:
         raise pytest.UsageError(f"test tier(s) with no test: {', '.join(empty)}")
 

@@ -37,15 +37,18 @@ def write_config(path: Path, config: dict) -> Path:
 
 def run_snakemake(
     workdir: Path,
-    configfile: Path,
+    configfile: Path | list[Path],
     *args: str,
     timeout: int = 900,
     env: dict | None = None,
     own_session: bool = False,
 ):
-    """Run the repository's workflow in ``workdir`` (results/ lands there); ``env`` adds
-    environment variables; ``own_session`` gives it a process group of its own."""
+    """Run the repository's workflow in ``workdir`` (results/ lands there); ``configfile``
+    may be a list, later files overriding earlier ones; ``env`` adds environment variables;
+    ``own_session`` gives it a process group of its own."""
     import subprocess
+
+    configfiles = configfile if isinstance(configfile, list) else [configfile]
 
     return subprocess.run(
         [
@@ -55,7 +58,7 @@ def run_snakemake(
             "--directory",
             str(workdir),
             "--configfile",
-            str(configfile),
+            *map(str, configfiles),
             "--cores",
             "2",
             *args,

@@ -21,10 +21,18 @@ Steps (``--steps``, default all, in this order; each reads what the earlier ones
           cluster-aware verdict, both permutation nulls, the verdict's null) at First
           Impressions' shape with the config's settings, on the synthetic clustered data
           of bench/emergence_permutation.py (100,000 frames x 2,048 units)
-  table   per-stage figures (Markdown on stdout, JSON in ``--json``)
+  scale   the aggregate CPU jobs whose work grows with the frames (cam_face_overlap,
+          build_face_template), timed in this process on the run's files given REPEAT
+          times over
+  table   per-stage figures and the projection to the corpus on a 16-core node with one
+          GPU (Markdown on stdout, JSON in ``--json``)
 
-Command (repository root; the sample takes ~1 min of CPU per clip):
-  .venv/bin/python bench/bench_first_impressions.py --clips 20 --identities 6
+Command (repository root; the sample takes ~1 min of CPU per clip). ``--omit
+find_au_detectors``: below 1,000 frames the config's n_top 1000 makes that job cost
+frames x units per permutation (12 min for its table alone at 20 clips); step ``au``
+measures it at the corpus' shape instead (bench/README.md):
+  .venv/bin/python bench/bench_first_impressions.py --clips 20 --identities 6 \
+      --omit find_au_detectors
 """
 
 from __future__ import annotations

@@ -77,6 +77,7 @@ rule cam_face_overlap:
         f"{BENCHMARKS}/cam_face_overlap.tsv"
     conda:
         "../envs/analysis.yaml"
+    threads: ANALYSIS["threads"]
     params:
         threshold=ANALYSIS["cam"]["threshold"],
         min_overlap=ANALYSIS["cam"]["min_overlap"],

@@ -451,7 +451,9 @@ def test_cam_file_round_trip_and_bad_file(tmp_path):
 def img_cam(tmp_path, shards):
     frames, _, labels = shards
     weights = tmp_path / "img_cam.pt"
-    save_weights(_model(TINY_CAM, seed=6), "img", weights)
+    # seed 1: every map has a positive cell, so every frame with a face gets an overlap
+    # (at seed 6 all maps were negative and every overlap NaN)
+    save_weights(_model(TINY_CAM, seed=1), "img", weights)
     out = tmp_path / "cam" / "img.h5"
     compute_cam_file("img", "cam", weights, labels, frames, "test", 4, CPU, out)
     return out
@@ -485,6 +487,27 @@ def test_plot_cam_shows_the_top_frames(tmp_path, shards, img_cam, monkeypatch):
         plot_cam_figures(img_cam, frames[:1], outs, n_frames=4, alpha=0.5)
 
 
+def test_cam_face_overlap_table_is_the_same_on_any_number_of_threads(shards, img_cam, monkeypatch):
+    """Tasks of 2 frames on 3 threads finish out of order; the rows must not. Negative
+    control: the same table with one CAM row's maps changed differs."""
+    frames, faces, _ = shards
+    one = face_overlap_table([img_cam, img_cam], faces, frames, 0.2)
+    monkeypatch.setattr(overlap_module, "TASK_FRAMES", 2)
+    many = face_overlap_table([img_cam, img_cam], faces, frames, 0.2, threads=3, progress=True)
+    pd.testing.assert_frame_equal(one, many)
+    assert len(one) == 2 * 9 * 5 and one["overlap"].notna().sum() == 2 * 7 * 5
+    real = overlap_module.read_cam_file
+
+    def moved(path):  # frame 4's maps mirrored left to right
+        cam = real(path)
+        cam["maps"][4] = cam["maps"][4][..., ::-1]
+        return cam
+
+    monkeypatch.setattr(overlap_module, "read_cam_file", moved)
+    changed = face_overlap_table([img_cam], faces, frames, 0.2, threads=3)
+    assert not changed["overlap"].equals(one["overlap"][:45])
+
+
 def test_cam_face_overlap_table(tmp_path, shards, img_cam):
     frames, faces, _ = shards
     table = face_overlap_table([img_cam], faces, frames, threshold=0.2)
@@ -506,6 +529,9 @@ def test_cam_face_overlap_table(tmp_path, shards, img_cam):
             np.testing.assert_equal([row["region_share"], row["region_iou"]], [share, iou])
     no_face = table[~table["face_found"]]
     assert len(no_face) == 2 * 5 and no_face["overlap"].isna().all()  # row 1 of each shard
+    # the rows compared above are numbers, not NaN against NaN
+    assert table.loc[table["face_found"], "overlap"].notna().all()
+    assert table["overlap"].nunique() > 5
     summary = overlap_summary(table, 0.9)
     paths = [tmp_path / "tables" / n for n in ("overlap.tsv", "summary.tsv")]
     write_overlap_tables(table, summary, *paths)

@@ -105,6 +105,39 @@ def test_permutation_p_is_seeded_and_checks_its_input():
         cluster_permutation_p(au_mask, unit_mask, permutation, 0, 0)
 
 
+def _brute_force_p(au, units, n, permutation, n_perm, seed):
+    """The permutation p the slow way: the AU's values moved as whole tracks, re-ranked."""
+    unit_mask = top_n_mask(units, n)
+    observed = (top_n_mask(au, n)[:, None] & unit_mask).sum(axis=0).max()
+    rng = np.random.default_rng(seed)
+    reached = sum(
+        (top_n_mask(au[permutation(rng)], n)[:, None] & unit_mask).sum(axis=0).max() >= observed
+        for _ in range(n_perm)
+    )
+    return (1 + reached) / (1 + n_perm), observed
+
+
+@pytest.mark.parametrize("case", ["no video can move", "N is every frame"])
+def test_permutation_p_is_exactly_one_when_no_permutation_can_move_the_top_n(case):
+    """Either case returns at once without drawing; the p must still be what drawing gives
+    (1): checked against the slow recomputation. Negative control: the same data with
+    videos that can move, and N below F, give p < 1."""
+    videos, groups, order, au, units = clustered(5, a=1, u=16)
+    n = len(au) if case == "N is every frame" else 60
+    if case == "no video can move":
+        groups = videos  # each video its own group: alone in its stratum
+    permutation = video_track_permutation(videos, groups, order)
+    assert (permutation.n_movable_videos == 0) == (case == "no video can move")
+    units[:, 3] = au[:, 0]  # a perfect detector: any real permutation lowers its overlap
+    p, observed = cluster_permutation_p(top_n_mask(au, n), top_n_mask(units, n), permutation,
+                                        40, 0)  # fmt: skip
+    assert (p[0], observed[0]) == _brute_force_p(au[:, 0], units, n, permutation, 40, 0)
+    assert p[0] == 1.0
+    movable = video_track_permutation(videos, None, order)
+    p_moving, _ = cluster_permutation_p(top_n_mask(au, 60), top_n_mask(units, 60), movable, 40, 0)
+    assert p_moving[0] == pytest.approx(1 / 41)
+
+
 # --- the sampler -----------------------------------------------------------------------
 
 

@@ -28,11 +28,13 @@ small frames torch rounds in another order: values may differ by one float32 ulp
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage
+from tqdm import tqdm
 
 from traitlens.core.atomic import write_tsv
 from traitlens.core.errors import UserError
@@ -46,6 +48,10 @@ from traitlens.interpret.frame_refs import shard_lookup
 # frames upsampled at once in frame_overlaps: 16 x 5 x 216 x 384 float64 temporaries
 # are ~50 MB each
 CHUNK_FRAMES = 16
+# frames per task of face_overlap_table's thread pool: small enough to share a shard's
+# ~160 test frames between threads, large enough that a task is ~1 s of work
+TASK_FRAMES = 32
+MEASURES = ("overlap", "cam_area", "region_share", "region_iou")
 OVERLAP_COLUMNS = (
     "source",
     "video_id",
@@ -95,13 +101,14 @@ def _linear_weights(n_in: int, n_out: int):
 
 def _upsample(maps: np.ndarray, height: int, width: int) -> np.ndarray:
     """(N, T, h, w) -> (N, T, height, width) float32, bilinear, align_corners False: along
-    the width, then along the height, with torch's operation order."""
+    the width, then along the height, with torch's operation order. The width pass does
+    not depend on the output row, so it runs on the h input rows, not on every output row
+    (the same operations on the same values: the result is unchanged, 3x less work)."""
     maps = np.asarray(maps, dtype=np.float32)
     y0, y1, a0, a1 = _linear_weights(maps.shape[-2], height)
     x0, x1, b0, b1 = _linear_weights(maps.shape[-1], width)
-    r0, r1 = maps[..., y0, :], maps[..., y1, :]
-    t0 = _fma(r0[..., x0], b0, r0[..., x1] * b1)
-    t1 = _fma(r1[..., x0], b0, r1[..., x1] * b1)
+    along_width = _fma(maps[..., x0], b0, maps[..., x1] * b1)  # (N, T, h, width)
+    t0, t1 = along_width[..., y0, :], along_width[..., y1, :]
     return _fma(t0, a0[:, None], t1 * a1[:, None])
 
 
@@ -144,6 +151,20 @@ def largest_region_box(mask: np.ndarray) -> np.ndarray:
     return np.array([cols.start, rows.start, cols.stop - 1, rows.stop - 1], dtype=np.float64)
 
 
+def _pixel_span(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(..., 4) int: columns c0..c1 and rows r0..r1 of the pixels inside boxes (..., 4)
+    (pixel centres, edges inclusive, clipped to the frame). A NaN box, or one wholly
+    outside the frame, gets an empty span (c1 < c0 or r1 < r0, never below -1, so that
+    slices ``c0 : c1 + 1`` are empty)."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    finite = np.isfinite(boxes).all(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        lo = np.maximum(np.ceil(boxes[..., :2]), 0)
+        hi = np.minimum(np.floor(boxes[..., 2:]), [width - 1, height - 1])
+    span = np.where(finite, np.concatenate([lo, hi], axis=-1), [0, 0, -1, -1])
+    return np.maximum(span, -1).astype(np.int64)
+
+
 def region_box_measures(
     region: np.ndarray, face: np.ndarray, height: int, width: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -152,11 +173,8 @@ def region_box_measures(
     height x width frame), counted in pixels; NaN where either box is NaN."""
     region = np.asarray(region, dtype=np.float64)
     face = np.asarray(face, dtype=np.float64)
+    fx0, fy0, fx1, fy1 = np.moveaxis(_pixel_span(face, height, width), -1, 0)
     with np.errstate(invalid="ignore"):
-        # the face's pixels: columns ceil(x0)..floor(x1), rows likewise, inside the frame
-        fx0, fy0 = np.maximum(np.ceil(face[..., 0]), 0), np.maximum(np.ceil(face[..., 1]), 0)
-        fx1 = np.minimum(np.floor(face[..., 2]), width - 1)
-        fy1 = np.minimum(np.floor(face[..., 3]), height - 1)
         face_area = np.clip(fx1 - fx0 + 1, 0, None) * np.clip(fy1 - fy0 + 1, 0, None)
         rx0, ry0, rx1, ry1 = (region[..., i] for i in range(4))
         area = (rx1 - rx0 + 1) * (ry1 - ry0 + 1)
@@ -187,8 +205,8 @@ def frame_cam_measures(
       al.'s box), ``region_share`` and ``region_iou`` (N, T) (:func:`region_box_measures`).
 
     Same numbers as upsample_map -> binarise -> box_overlap per map, computed ``chunk``
-    frames at a time with the box as row and column comparisons (no per-map loop for the
-    overlap; the connected components are labelled map by map).
+    frames at a time, the box's pixels counted as one slice per frame (the connected
+    components are labelled map by map).
     """
     maps = np.asarray(maps, dtype=np.float32)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -198,26 +216,19 @@ def frame_cam_measures(
     overlap = np.full((n, t), np.nan)
     area = np.zeros((n, t))
     region_box = np.full((n, t, 4), np.nan)
-    rows = np.arange(height, dtype=np.float64)
-    cols = np.arange(width, dtype=np.float64)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         up = _upsample(maps[start:stop], height, width)
         peak = up.max(axis=(2, 3), keepdims=True)
         # an infinite threshold leaves a map with nothing positive empty
         level = np.where(peak > 0, fraction * peak, np.float32(np.inf)).astype(np.float32)
-        # 0/1 as float: the counts below are then matrix products (exact: < 2**24)
-        mask = (up >= level).astype(np.float32)
+        mask = up >= level
         box = boxes[start:stop]
-        # NaN boxes compare False everywhere: no pixel inside; their overlap is set NaN below
-        in_rows = ((rows[None, :] >= box[:, 1:2]) & (rows[None, :] <= box[:, 3:4])).astype(
-            np.float32
-        )
-        in_cols = ((cols[None, :] >= box[:, 0:1]) & (cols[None, :] <= box[:, 2:3])).astype(
-            np.float32
-        )
-        mask_area = mask.sum(axis=(2, 3), dtype=np.float64)
-        inter = (in_rows[:, None, None, :] @ mask @ in_cols[:, None, :, None])[..., 0, 0]
+        mask_area = np.count_nonzero(mask, axis=(2, 3)).astype(np.float64)
+        inter = np.zeros(mask_area.shape)
+        for i, (c0, r0, c1, r1) in enumerate(_pixel_span(box, height, width)):
+            # the pixels inside the box: a rectangle of rows r0..r1 and columns c0..c1
+            inter[i] = np.count_nonzero(mask[i, :, r0 : r1 + 1, c0 : c1 + 1], axis=(1, 2))
         with np.errstate(invalid="ignore", divide="ignore"):
             part = inter.astype(np.float64) / mask_area
         valid = (mask_area > 0) & np.isfinite(box).all(axis=1)[:, None]
@@ -225,7 +236,7 @@ def frame_cam_measures(
         area[start:stop] = mask_area / (height * width)
         if regions:
             for i, j in zip(*np.nonzero(mask_area > 0), strict=True):
-                region_box[start + i, j] = largest_region_box(mask[i, j] > 0)
+                region_box[start + i, j] = largest_region_box(mask[i, j])
     out = {"overlap": overlap, "cam_area": area}
     if regions:
         share, iou = region_box_measures(region_box, boxes[:, None, :], height, width)
@@ -302,6 +313,8 @@ def face_overlap_table(
     faces: Sequence[str | Path],
     frames: Sequence[str | Path],
     threshold: float,
+    threads: int = 1,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """One row per (CAM file, frame, trait): columns OVERLAP_COLUMNS. Each map is
     upsampled to its stored frame (H x W from the frames file's ``frames`` dataset),
@@ -309,56 +322,87 @@ def face_overlap_table(
     faces file of the same basename and row. face_found: the detector kept a face (a
     finite box, even where the landmark fit failed); overlap NaN when not, or when the
     binarised map is empty; cam_area: fraction of the frame the binarised map covers;
-    region_share, region_iou: Zhou et al.'s box against the face box (NaN as overlap)."""
-    parts = []
-    for cam_path in cam_paths:
-        cam = read_cam_file(cam_path)
+    region_share, region_iou: Zhou et al.'s box against the face box (NaN as overlap).
+
+    The maps are measured ``TASK_FRAMES`` frames at a time on ``threads`` threads (numpy
+    and scipy release the GIL in this work: 1.8x on 2 cores); the table does not depend
+    on ``threads``."""
+    cams = [read_cam_file(path) for path in cam_paths]
+    tasks = []  # (cam number, frames of the CAM file, height, width, boxes)
+    found = []
+    for number, (cam_path, cam) in enumerate(zip(cam_paths, cams, strict=True)):
         if cam["kind"] != "img":
             raise UserError(
                 f"{cam_path}: maps of {cam['kind']} inputs; the face overlap needs maps of "
                 "whole frames (kind img: sources img and img_gradcam)"
             )
-        shards = sorted(set(cam["shard_file"]))
-        face_no = shard_lookup(shards, faces, "faces", cam_path, CAM_RULE)
-        frame_no = shard_lookup(shards, frames, "frames", cam_path, CAM_RULE)
-        n = len(cam["row"])
-        traits = cam["traits"]
-        measures = {
-            name: np.full((n, len(traits)), np.nan)
-            for name in ("overlap", "cam_area", "region_share", "region_iou")
-        }
-        found = np.zeros(n, dtype=bool)
-        for shard in shards:
-            at = np.flatnonzero(cam["shard_file"] == shard)
-            height, width = frames_file.read_frame_size(frames[frame_no[shard]])
-            box = faces_file.read_boxes(faces[face_no[shard]])
-            rows = cam["row"][at]
-            if len(rows) and rows.max() >= len(box):
-                raise UserError(
-                    f"{faces[face_no[shard]]}: {len(box)} face rows, but {cam_path} refers to "
-                    f"row {rows.max()}; {rebuild_hint(cam_path, CAM_RULE)}"
-                )
-            boxes = box[rows].astype(np.float64)
-            found[at] = np.isfinite(boxes).all(axis=1)
-            got = frame_cam_measures(cam["maps"][at], boxes, height, width, threshold)
-            for name, values in measures.items():
+        found.append(np.zeros(len(cam["row"]), dtype=bool))
+        for shard, at in _shard_rows(cam, cam_path, faces, frames):
+            height, width = frames_file.read_frame_size(frames[shard["frames"]])
+            boxes = _face_boxes(faces[shard["faces"]], cam["row"][at], cam_path)
+            found[number][at] = np.isfinite(boxes).all(axis=1)
+            for start in range(0, len(at), TASK_FRAMES):
+                part = slice(start, start + TASK_FRAMES)
+                tasks.append((number, at[part], height, width, boxes[part]))
+    measures = [
+        {name: np.full((len(cam["row"]), len(cam["traits"])), np.nan) for name in MEASURES}
+        for cam in cams
+    ]
+
+    def measure(task):
+        number, at, height, width, boxes = task
+        return frame_cam_measures(cams[number]["maps"][at], boxes, height, width, threshold)
+
+    with ThreadPoolExecutor(max(1, int(threads))) as pool:
+        results = pool.map(measure, tasks)  # in task order
+        bar = tqdm(total=sum(len(t[1]) for t in tasks), desc="CAM overlap", unit="frame",
+                   disable=not progress)  # fmt: skip
+        for (number, at, *_), got in zip(tasks, results, strict=True):
+            for name, values in measures[number].items():
                 values[at] = got[name]
-        n_traits = len(traits)
-        parts.append(
-            pd.DataFrame(
-                {
-                    "source": cam["source"],
-                    "video_id": np.repeat(cam["video_id"], n_traits),
-                    "frame_index": np.repeat(cam["frame_index"], n_traits),
-                    "trait": np.tile(np.array(traits, dtype=object), n),
-                    "face_found": np.repeat(found, n_traits),
-                    **{name: values.reshape(-1) for name, values in measures.items()},
-                }
-            )
-        )
+            bar.update(len(at))
+        bar.close()
+    parts = [_overlap_rows(cam, found[number], measures[number]) for number, cam in enumerate(cams)]
     if not parts:
         return pd.DataFrame(columns=list(OVERLAP_COLUMNS))
     return pd.concat(parts, ignore_index=True).loc[:, list(OVERLAP_COLUMNS)]
+
+
+def _shard_rows(cam: dict, cam_path, faces, frames):
+    """(shard's file numbers {"faces": i, "frames": j}, the CAM file's frames of it) per
+    shard the CAM file refers to."""
+    shards = sorted(set(cam["shard_file"]))
+    face_no = shard_lookup(shards, faces, "faces", cam_path, CAM_RULE)
+    frame_no = shard_lookup(shards, frames, "frames", cam_path, CAM_RULE)
+    for shard in shards:
+        at = np.flatnonzero(cam["shard_file"] == shard)
+        yield {"faces": face_no[shard], "frames": frame_no[shard]}, at
+
+
+def _face_boxes(faces_path, rows: np.ndarray, cam_path) -> np.ndarray:
+    """The face boxes (len(rows), 4) float64 of these rows of a faces file."""
+    box = faces_file.read_boxes(faces_path)
+    if len(rows) and rows.max() >= len(box):
+        raise UserError(
+            f"{faces_path}: {len(box)} face rows, but {cam_path} refers to "
+            f"row {rows.max()}; {rebuild_hint(cam_path, CAM_RULE)}"
+        )
+    return box[rows].astype(np.float64)
+
+
+def _overlap_rows(cam: dict, found: np.ndarray, measures: dict) -> pd.DataFrame:
+    """The table's rows of one CAM file: frame by frame, trait by trait."""
+    n, traits = len(cam["row"]), cam["traits"]
+    return pd.DataFrame(
+        {
+            "source": cam["source"],
+            "video_id": np.repeat(cam["video_id"], len(traits)),
+            "frame_index": np.repeat(cam["frame_index"], len(traits)),
+            "trait": np.tile(np.array(traits, dtype=object), n),
+            "face_found": np.repeat(found, len(traits)),
+            **{name: values.reshape(-1) for name, values in measures.items()},
+        }
+    )
 
 
 def write_overlap_tables(

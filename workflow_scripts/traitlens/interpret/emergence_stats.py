@@ -313,6 +313,12 @@ def cluster_permutation_p(
     marked = np.stack([np.flatnonzero(au_mask[:, j]) for j in range(a)])  # (A, N)
     table = _FrameUnits(unit_mask)
     observed = table.overlaps(marked).max(axis=1)
+    if permutation.n_movable_videos == 0 or n_marked[0] == len(au_mask):
+        # every permutation leaves each AU's top-N set as it is (no video can move, or N
+        # marks every frame), so each reaches the observed I_max: p is exactly 1, and
+        # drawing the n_perm permutations would only cost time (minutes when N = F and
+        # every frame is in every unit's top N)
+        return np.ones(a), observed
     reached = np.zeros(a, dtype=np.int64)
     with tqdm(total=n_perm, desc="cluster permutations", unit="perm", disable=not progress) as bar:
         done = 0

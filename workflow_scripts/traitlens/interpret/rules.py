@@ -85,7 +85,12 @@ def cam_face_overlap(job: Job) -> None:
     from traitlens.interpret.cam_figures import overlap_histogram
 
     table = face_overlap_table(
-        list(job.input.cams), list(job.input.faces), list(job.input.frames), job.params.threshold
+        list(job.input.cams),
+        list(job.input.faces),
+        list(job.input.frames),
+        job.params.threshold,
+        threads=job.threads,
+        progress=True,
     )
     summary = overlap_summary(table, job.params.min_overlap)
     write_overlap_tables(table, summary, job.output.table, job.output.summary)

@@ -32,6 +32,7 @@ from traitlens.interpret.cam_face_overlap import (
     frame_overlaps,
     frame_overlaps_and_areas,
     largest_region_box,
+    largest_region_boxes,
     overlap_summary,
     region_box_measures,
     upsample_map,
@@ -162,6 +163,39 @@ def test_zhou_box_of_two_blobs_is_the_larger_ones():
     tie[4, 4:6] = True
     tie[0, 0:2] = True
     np.testing.assert_array_equal(largest_region_box(tie), [0, 0, 1, 0])
+
+
+def _pixel_labelled_box(mask: np.ndarray) -> np.ndarray:
+    """The reference: the pixels labelled one by one (scipy.ndimage.label, 8-connected),
+    the largest label (the lowest, i.e. first in raster order, among equals)."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return np.full(4, np.nan)
+    best = int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
+    rows, cols = ndimage.find_objects(labels, max_label=best)[best - 1]
+    return np.array([cols.start, rows.start, cols.stop - 1, rows.stop - 1], dtype=float)
+
+
+def test_zhou_boxes_from_runs_equal_pixel_labelling_on_random_masks():
+    """Masks of 1-29 rows and columns, sparse to dense (many components, ties, diagonal
+    touches, components at the masks' edges, empty masks), several per call so that no
+    component may leak from one mask into the next. Negative control: the boxes of the
+    masks in another order differ."""
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        h, w = rng.integers(1, 30, 2)
+        masks = rng.random((int(rng.integers(1, 6)), h, w)) < rng.uniform(0.05, 0.7)
+        masks[0] &= trial % 4 != 0  # an empty mask now and then
+        got = largest_region_boxes(masks)
+        want = np.array([_pixel_labelled_box(m) for m in masks])
+        np.testing.assert_array_equal(got, want, err_msg=f"trial {trial}")
+    # the last mask below the first: each keeps its own, the stack is not one image
+    stack = np.zeros((2, 4, 4), bool)
+    stack[0, 3, :2] = stack[1, 0, 1:] = True
+    np.testing.assert_array_equal(largest_region_boxes(stack), [[0, 3, 1, 3], [1, 0, 3, 0]])
+    assert not np.array_equal(largest_region_boxes(stack[::-1]), largest_region_boxes(stack))
 
 
 def test_region_measures_by_hand_and_the_face_clipped_to_the_frame():

@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
+from scipy import sparse
+from scipy.sparse import csgraph
 from tqdm import tqdm
 
 from traitlens.core.atomic import write_tsv
@@ -45,9 +46,9 @@ from traitlens.interpret.cam_file import RULE as CAM_RULE
 from traitlens.interpret.cam_file import read_cam_file
 from traitlens.interpret.frame_refs import shard_lookup
 
-# frames upsampled at once in frame_overlaps: 16 x 5 x 216 x 384 float64 temporaries
-# are ~50 MB each
-CHUNK_FRAMES = 16
+# frames upsampled at once in frame_cam_measures: the work is memory-bound, and at 2
+# frames (5 x 360 x 640 float64 temporaries, ~9 MB each) it ran 2.2x faster than at 16
+CHUNK_FRAMES = 2
 # frames per task of face_overlap_table's thread pool: small enough to share a shard's
 # ~160 test frames between threads, large enough that a task is ~1 s of work
 TASK_FRAMES = 32
@@ -74,14 +75,14 @@ SUMMARY_COLUMNS = (
     "region_share_at_least",
     "median_region_iou",
 )
-# Zhou et al.'s code takes the largest contour (cv2.findContours), which joins diagonal pixels
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
 def _fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """float32 a * b + c as torch's compiled kernels fuse it: the float64 product of two
     float32 values is exact, so only the sum is rounded (no separate float32 product)."""
-    return (np.asarray(a, np.float64) * b + c).astype(np.float32)
+    # C order: numpy lays out a gather along the last axis (maps[..., x0]) with that axis
+    # outermost, and the masks made from it would be copied at every reshape
+    return (np.asarray(a, np.float64) * b + c).astype(np.float32, order="C")
 
 
 def _linear_weights(n_in: int, n_out: int):
@@ -143,12 +144,65 @@ def largest_region_box(mask: np.ndarray) -> np.ndarray:
     """float64 (4,) x0, y0, x1, y1 (pixel indices, edges inclusive, as the face boxes) of
     the bounding box of the mask's largest 8-connected component (the first in raster
     order among equals); NaN when the mask is empty."""
-    labels, n = ndimage.label(np.asarray(mask, dtype=bool), structure=_EIGHT_CONNECTED)
-    if n == 0:
-        return np.full(4, np.nan)
-    best = int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
-    rows, cols = ndimage.find_objects(labels, max_label=best)[best - 1]
-    return np.array([cols.start, rows.start, cols.stop - 1, rows.stop - 1], dtype=np.float64)
+    return largest_region_boxes(np.asarray(mask, dtype=bool)[None])[0]
+
+
+def largest_region_boxes(masks: np.ndarray) -> np.ndarray:
+    """float64 (M, 4): :func:`largest_region_box` of each of the masks (M, H, W).
+
+    The components are found from the masks' runs (the stretches of True along a row),
+    not pixel by pixel: two runs of adjacent rows touch (8-connected) when their column
+    spans, each widened by one, overlap, and the components of that graph of runs are
+    the mask's. An upsampled CAM has a few runs per row, so this is ~10x cheaper than
+    labelling the pixels (scipy.ndimage.label), with the same boxes."""
+    masks = np.asarray(masks, dtype=bool)
+    m, h, w = masks.shape
+    out = np.full((m, 4), np.nan)
+    rows = masks.reshape(m * h, w)
+    first = rows.copy()  # a run's first pixel: True, with False (or the edge) to its left
+    first[:, 1:] &= ~rows[:, :-1]
+    last = rows.copy()  # its last: True, with False (or the edge) to its right
+    last[:, :-1] &= ~rows[:, 1:]
+    row, start = np.divmod(np.flatnonzero(first), w)  # raster order
+    end = np.flatnonzero(last) % w  # inclusive; the same order
+    n_runs = len(row)
+    if not n_runs:
+        return out
+    # runs of the row above (same mask) that touch each run: a contiguous range of runs
+    width2 = w + 2  # keys row * width2 + column: a widened span stays within its row
+    start_key, end_key = row * width2 + start, row * width2 + end
+    above = (row - 1) * width2
+    lo = np.searchsorted(end_key, above + start - 1, side="left")
+    hi = np.searchsorted(start_key, above + end + 1, side="right")
+    count = np.where(row % h > 0, np.maximum(hi - lo, 0), 0)  # a mask's first row: none
+    run = np.repeat(np.arange(n_runs), count)
+    touching = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    touching += np.repeat(lo, count)
+    graph = sparse.coo_matrix(
+        (np.ones(len(run), dtype=np.int8), (run, touching)), shape=(n_runs, n_runs)
+    )
+    _, component = csgraph.connected_components(graph, directed=False)
+    # per component: its mask, pixels, first run (raster order) and bounding box
+    order = np.argsort(component, kind="stable")  # runs by component, raster order inside
+    bounds = np.flatnonzero(np.diff(component[order], prepend=-1))
+    first_run = order[bounds]
+    pixels = np.add.reduceat((end - start + 1)[order], bounds)
+    mask_of = row[first_run] // h
+    y = row % h
+    boxes = np.stack(
+        [
+            np.minimum.reduceat(start[order], bounds),
+            np.minimum.reduceat(y[order], bounds),
+            np.maximum.reduceat(end[order], bounds),
+            np.maximum.reduceat(y[order], bounds),
+        ],
+        axis=1,
+    )
+    # each mask's largest component, the first in raster order among equals
+    best = np.lexsort((first_run, -pixels, mask_of))
+    best = best[np.flatnonzero(np.diff(mask_of[best], prepend=-1))]
+    out[mask_of[best]] = boxes[best]
+    return out
 
 
 def _pixel_span(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -235,8 +289,9 @@ def frame_cam_measures(
         overlap[start:stop] = np.where(valid, part, np.nan)
         area[start:stop] = mask_area / (height * width)
         if regions:
-            for i, j in zip(*np.nonzero(mask_area > 0), strict=True):
-                region_box[start + i, j] = largest_region_box(mask[i, j])
+            region_box[start:stop] = largest_region_boxes(mask.reshape(-1, height, width)).reshape(
+                stop - start, t, 4
+            )
     out = {"overlap": overlap, "cam_area": area}
     if regions:
         share, iou = region_box_measures(region_box, boxes[:, None, :], height, width)

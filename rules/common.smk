@@ -141,9 +141,11 @@ def visual_settings(wildcards):
 
 # The CNNs' backbone weights (README, "Starting from VGG-Face"): a named file that is
 # missing or does not fit its model's settings stops the run here, before any job. torch
-# is imported only when a file is named (the demo trains from scratch).
+# is imported only when a file is named (the demo trains from scratch), and only in the
+# process the user started: a cluster job parses the Snakefile again, and would import
+# torch and read the file again (1-3 s a job) for a check already passed.
 CNN_MODELS = (*VISUAL_MODELS, *CAM_MODELS)
-if any(model_settings(m)["weights"] for m in CNN_MODELS):
+if workflow.is_main_process and any(model_settings(m)["weights"] for m in CNN_MODELS):
     from traitlens.models.weights import check_backbone_settings
 
     try:

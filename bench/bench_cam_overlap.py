@@ -8,6 +8,10 @@ looks like: one or two smooth blobs, one of them near the face, and cell noise, 
 the binarised maps have a main region and some stray ones. The files are written once
 into ``--workdir`` (reused by later runs), so a run reads them and measures the work.
 
+``--results DIR`` times a run's own files instead (its results/<name> folder: the CAM
+files given ``--repeat`` times over, its frames and faces), e.g. the full-size First
+Impressions run of bench/bench_first_impressions.py or tests/test_workflow_first_impressions.py.
+
 ``--code DIR`` imports traitlens from another checkout's workflow_scripts: the baseline
 side of a paired comparison (an older commit checked out with ``git worktree``).
 ``--threads`` is passed on when the code takes it.
@@ -102,16 +106,24 @@ def main() -> None:
     parser.add_argument("--code", type=Path, default=REPO / "workflow_scripts")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/traitlens_bench_cam"))
     parser.add_argument("--table", type=Path, help="write the table here (to compare codes)")
+    parser.add_argument(
+        "--results", type=Path, help="a run's results/<name> folder: time its own CAM files instead"
+    )
+    parser.add_argument("--repeat", type=int, default=10, help="with --results")  # fmt: skip
     args = parser.parse_args()
-    folder = args.workdir / f"frames{args.frames}"
-    if not (folder / "cam" / "img_gradcam.h5").exists():
-        write_files(folder, args.frames)
+    if args.results:  # a run's own files: its CAM files given --repeat times over
+        folder = args.results
+        cams = [str(folder / "cam" / f"{s}.h5") for s in ("img", "img_gradcam")] * args.repeat
+    else:
+        folder = args.workdir / f"frames{args.frames}"
+        if not (folder / "cam" / "img_gradcam.h5").exists():
+            write_files(folder, args.frames)
+        cams = sorted(str(p) for p in (folder / "cam").glob("*.h5"))
     sys.path.insert(0, str(args.code.resolve()))
     from traitlens.interpret.cam_face_overlap import face_overlap_table
 
-    cams = sorted(str(p) for p in (folder / "cam").glob("*.h5"))
     frames = sorted(str(p) for p in (folder / "frames").glob("*.h5"))
-    faces = sorted(str(p) for p in (folder / "faces").glob("*.h5"))
+    faces = sorted(str(p) for p in (folder / "faces").glob("s*.h5"))
     options = {}
     if "threads" in inspect.signature(face_overlap_table).parameters:
         options["threads"] = args.threads

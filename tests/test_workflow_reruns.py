@@ -102,6 +102,7 @@ RUN_SETTINGS = {
     ("activations", "batch_size"): 3,
     ("aus", "detector_batch"): 4,
     ("aus", "detector_device"): "cuda",
+    ("analysis", "threads"): 3,
 }
 # what the face template feeds (the face model's dumps are in activations.models)
 TEMPLATE_JOBS = {"build_face_template": 1, "find_detectors": 1, "all": 1}

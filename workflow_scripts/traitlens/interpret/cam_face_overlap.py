@@ -392,9 +392,9 @@ def face_overlap_table(
                 "whole frames (kind img: sources img and img_gradcam)"
             )
         found.append(np.zeros(len(cam["row"]), dtype=bool))
-        for shard, at in _shard_rows(cam, cam_path, faces, frames):
-            height, width = frames_file.read_frame_size(frames[shard["frames"]])
-            boxes = _face_boxes(faces[shard["faces"]], cam["row"][at], cam_path)
+        for face_no, frame_no, at in _shard_rows(cam, cam_path, faces, frames):
+            height, width = frames_file.read_frame_size(frames[frame_no])
+            boxes = _face_boxes(faces[face_no], cam["row"][at], cam_path)
             found[number][at] = np.isfinite(boxes).all(axis=1)
             for start in range(0, len(at), TASK_FRAMES):
                 part = slice(start, start + TASK_FRAMES)
@@ -424,14 +424,14 @@ def face_overlap_table(
 
 
 def _shard_rows(cam: dict, cam_path, faces, frames):
-    """(shard's file numbers {"faces": i, "frames": j}, the CAM file's frames of it) per
-    shard the CAM file refers to."""
+    """(the shard's number among the faces files, among the frames files, the CAM file's
+    frames of it) per shard the CAM file refers to."""
     shards = sorted(set(cam["shard_file"]))
     face_no = shard_lookup(shards, faces, "faces", cam_path, CAM_RULE)
     frame_no = shard_lookup(shards, frames, "frames", cam_path, CAM_RULE)
     for shard in shards:
         at = np.flatnonzero(cam["shard_file"] == shard)
-        yield {"faces": face_no[shard], "frames": frame_no[shard]}, at
+        yield face_no[shard], frame_no[shard], at
 
 
 def _face_boxes(faces_path, rows: np.ndarray, cam_path) -> np.ndarray:

@@ -259,8 +259,8 @@ def frame_cam_measures(
       al.'s box), ``region_share`` and ``region_iou`` (N, T) (:func:`region_box_measures`).
 
     Same numbers as upsample_map -> binarise -> box_overlap per map, computed ``chunk``
-    frames at a time, the box's pixels counted as one slice per frame (the connected
-    components are labelled map by map).
+    frames at a time, the box's pixels counted as one slice per frame, the connected
+    components of the chunk's maps found together (:func:`largest_region_boxes`).
     """
     maps = np.asarray(maps, dtype=np.float32)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -284,7 +284,7 @@ def frame_cam_measures(
             # the pixels inside the box: a rectangle of rows r0..r1 and columns c0..c1
             inter[i] = np.count_nonzero(mask[i, :, r0 : r1 + 1, c0 : c1 + 1], axis=(1, 2))
         with np.errstate(invalid="ignore", divide="ignore"):
-            part = inter.astype(np.float64) / mask_area
+            part = inter / mask_area
         valid = (mask_area > 0) & np.isfinite(box).all(axis=1)[:, None]
         overlap[start:stop] = np.where(valid, part, np.nan)
         area[start:stop] = mask_area / (height * width)

@@ -297,13 +297,16 @@ if DATASET["format"] == "demo":
 
 
 # --- the report's own figures and pages (snakemake --report; report/workflow.rst) -------
-# Cheap summaries of tables the rules above write, so they run on the submitting host.
+# Cheap summaries of tables the rules above write, so they run on the submitting host; so
+# do the figures of a few frames or units (seconds and about 650 MB at any data set size).
 
 
 localrules:
     report_qc,
     plot_comparisons,
     plot_emergence_null,
+    plot_cam,
+    plot_unit_segmentation,
 
 
 rule report_qc:

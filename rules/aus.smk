@@ -83,3 +83,8 @@ if DATASET["format"] == "demo":
             "../envs/analysis.yaml"
         script:
             "../workflow_scripts/planted_au_table.py"
+
+    # tables of the demo's truth, seconds: run on the submitting host of a cluster
+    localrules:
+        validate_aus,
+        planted_au_table,

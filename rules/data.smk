@@ -47,3 +47,9 @@ rule build_manifest:
         paths_outside=DATASET.get("manifest_paths_outside", False),
     script:
         "../workflow_scripts/build_manifest.py"
+
+
+# Seconds at First Impressions' size (tables, a few images): on a cluster they run on the
+# submitting host, as a job each would wait in the queue longer than it runs.
+localrules:
+    build_manifest,

@@ -47,3 +47,9 @@ rule summarise_qc:
         max_failed_fraction=config["extract"]["max_failed_fraction"],
     script:
         "../workflow_scripts/summarise_qc.py"
+
+
+# Seconds at First Impressions' size (tables, a few images): on a cluster they run on the
+# submitting host, as a job each would wait in the queue longer than it runs.
+localrules:
+    summarise_qc,

@@ -157,3 +157,11 @@ rule evaluate_models:
         seed=config["evaluation"]["seed"],
     script:
         "../workflow_scripts/evaluate_models.py"
+
+
+# Seconds at First Impressions' size (tables, a few images): on a cluster they run on the
+# submitting host, as a job each would wait in the queue longer than it runs.
+localrules:
+    train_linear_model,
+    fuse_predictions,
+    evaluate_models,

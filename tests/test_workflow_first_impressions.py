@@ -36,7 +36,7 @@ from support.first_impressions_sample import (
     overrides,
     vgg_face_state_dict,
 )
-from support.workflow import REPO, run_snakemake, tool
+from support.workflow import REPO, finished_rules, run_snakemake, tool
 
 pytestmark = pytest.mark.fullsize  # opt-in: bash setup.sh test -m fullsize
 
@@ -69,10 +69,6 @@ class FiRun:
     @property
     def results(self) -> Path:
         return self.root / RESULTS
-
-
-def finished_rules(run: subprocess.CompletedProcess) -> set[str]:
-    return set(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", run.stderr))
 
 
 @pytest.fixture(scope="module")

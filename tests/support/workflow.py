@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -125,6 +127,11 @@ def output_differences(a: Path, b: Path) -> list[str]:
         if not same:
             differ.append(str(rel))
     return differ
+
+
+def finished_rules(run: subprocess.CompletedProcess) -> set[str]:
+    """The rules of the jobs a Snakemake run finished (from its log on stderr)."""
+    return set(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", run.stderr))
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:

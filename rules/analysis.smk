@@ -270,6 +270,8 @@ if DATASET["format"] == "demo":
             dumps=dumps("face"),
             accuracy=f"{RESULTS}/tables/accuracy.tsv",
             manifest=f"{RESULTS}/manifest.tsv",
+            # the landmark ridge: what a linear reader gets from the faces' geometry
+            faces=per_shard(f"{RESULTS}/faces/{{shard}}.h5"),
         output:
             json=f"{RESULTS}/validation/planted.json",
             table=report(

@@ -1,6 +1,6 @@
 """The accuracy goal's controls (traitlens.demo.accuracy_ceiling): the ridge on the planted
 drivers must reach a low MAE ratio when the labels come from them, and its shuffled control
-must not."""
+must not; the same for the ridge on measured landmarks that carry the drivers."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from traitlens.demo.accuracy_ceiling import (
     _shuffled_over_groups,
     accuracy_ratios,
     ceiling_ratios,
+    landmark_features,
     model_mae_ratios,
 )
 from traitlens.ingest.labels import BIG_FIVE
@@ -103,3 +104,69 @@ def test_ground_truth_without_the_drivers_is_refused():
     truth, labels, groups = planted_population(seed=6)
     with pytest.raises(UserError, match="AU26_mean"):
         ceiling_ratios(truth.drop(columns="AU26_mean"), labels, groups, ALPHAS, 1.0, "test")
+
+
+# --- the landmark ridge: the same fit on the face stage's measured geometry -----------
+
+
+def landmark_population(seed: int, signal: float):
+    """The planted population with each video's mean landmarks (478, 2): a fixed face,
+    points moved in proportion to the visual drivers (``signal`` pixels per unit), a
+    person's own shape, and measurement noise; one frame count per video."""
+    truth, labels, groups = planted_population(seed)
+    rng = np.random.default_rng(seed + 100)
+    template = rng.uniform(20, 100, (478, 2))
+    directions = rng.normal(0, 1, (4, 478, 2))  # each driver moves the points its own way
+    people = sorted(set(groups.values()))
+    shape = dict(zip(people, rng.normal(0, 0.5, (len(people), 478, 2)), strict=True))
+    drivers = truth[list(ORACLE_SETS["oracle_visual"])].to_numpy() - 0.5
+    means = (
+        template
+        + signal * np.einsum("vd,dlk->vlk", drivers, directions)
+        + np.stack([shape[groups[v]] for v in truth.index])
+        + rng.normal(0, 0.3, (len(truth), 478, 2))
+    )
+    return truth, labels, groups, list(truth.index), means, np.full(len(truth), 10)
+
+
+def test_landmarks_that_carry_the_drivers_meet_the_goal_and_their_shuffle_misses_it():
+    truth, labels, groups, ids, means, counts = landmark_population(seed=7, signal=4.0)
+    landmarks = landmark_features(ids, means, counts)
+    ratios = ceiling_ratios(truth, labels, groups, [1, 10, 100, 1000], 10.0, "test", 0, landmarks)
+    assert ratios["landmark_ridge"] < 0.4
+    assert ratios["landmark_ridge_shuffled"] > 0.9
+
+
+def test_landmarks_without_the_drivers_miss_the_goal():
+    truth, labels, groups, ids, means, counts = landmark_population(seed=8, signal=0.0)
+    landmarks = landmark_features(ids, means, counts)
+    ratios = ceiling_ratios(truth, labels, groups, [1, 10, 100, 1000], 10.0, "test", 0, landmarks)
+    assert ratios["landmark_ridge"] > 0.9
+    assert ratios["oracle_visual"] < 0.4  # the labels still come from the drivers
+
+
+def test_landmark_features_pool_a_video_over_files_by_its_frames():
+    a, b = np.full((1, 478, 2), 1.0), np.full((1, 478, 2), 4.0)
+    none = np.full((1, 478, 2), np.nan)
+    table = landmark_features(["v1", "v1", "v2"], np.concatenate([a, b, none]), np.array([3, 1, 0]))
+    assert list(table.index) == ["v1", "v2"]
+    assert table.shape[1] == 956 and list(table.columns[:2]) == ["x0", "y0"]
+    assert np.allclose(table.loc["v1"], (3 * 1.0 + 1 * 4.0) / 4)
+    assert table.loc["v2"].isna().all()  # no face: the ridge leaves the video out
+
+
+def test_landmark_features_of_the_wrong_shape_are_refused():
+    with pytest.raises(UserError, match="expected \\(videos, landmarks, 2\\)"):
+        landmark_features(["v1"], np.zeros((1, 478, 3)), np.array([1]))
+    with pytest.raises(UserError, match="do not fit 2 videos"):
+        landmark_features(["v1", "v2"], np.zeros((1, 478, 2)), np.array([1]))
+
+
+def test_accuracy_ratios_name_the_landmark_keys_only_with_landmarks():
+    truth, labels, groups, ids, means, counts = landmark_population(seed=9, signal=4.0)
+    table = pd.DataFrame({"model": ["train_mean"], "split": ["test"], "mean": [0.9]})
+    without = accuracy_ratios(table, truth, labels, groups, ALPHAS, 1.0)
+    assert "landmark_ridge_test_mae_ratio" not in without
+    landmarks = landmark_features(ids, means, counts)
+    keys = set(accuracy_ratios(table, truth, labels, groups, ALPHAS, 1.0, landmarks=landmarks))
+    assert {"landmark_ridge_test_mae_ratio", "landmark_ridge_shuffled_test_mae_ratio"} <= keys

@@ -9,7 +9,12 @@ controls as the interpretability checks:
   these people; it must meet the goal, or the goal is out of reach on this data;
 - negative control: the same fit with each video given another video's planted values
   (shuffled over the manifest's groups, so no video keeps its own person's values); it
-  must miss the goal, or the check passes by construction.
+  must miss the goal, or the check passes by construction;
+- a diagnostic between the two, ``landmark_ridge``: the same ridge on what the face stage
+  measured from the pixels, each video's mean aligned landmarks (mediapipe's 478 points,
+  :func:`traitlens.faces.faces_file.read_video_landmark_means`). Where it meets the goal
+  and the CNNs do not, the faces carry the signal and the CNNs fail to read it (the model
+  holds the goal back, not the data); ``landmark_ridge_shuffled`` is its negative control.
 
 The ratios are MAE / train-mean MAE on the same split, as in the accuracy table.
 """
@@ -45,6 +50,31 @@ def model_mae_ratios(accuracy: pd.DataFrame, split: str) -> dict[str, float | No
     }
 
 
+def landmark_features(
+    video_ids: Sequence[str], means: np.ndarray, n_frames: np.ndarray
+) -> pd.DataFrame:
+    """One row per video (index video_id), the x, y of each landmark as columns, from the
+    per-file :class:`~traitlens.faces.faces_file.VideoLandmarkMeans` concatenated; a video
+    found in several files is the frame-weighted mean of its parts; NaN rows for videos
+    without a face (the ridge leaves them out)."""
+    means = np.asarray(means, dtype=np.float64)
+    n_frames = np.asarray(n_frames, dtype=np.float64)
+    if means.ndim != 3 or means.shape[2] != 2 or not len(means) == len(n_frames) == len(video_ids):
+        raise UserError(
+            f"landmark means of shape {means.shape} do not fit {len(video_ids)} videos and "
+            f"{len(n_frames)} frame counts (expected (videos, landmarks, 2))"
+        )
+    flat = means.reshape(len(means), -1)
+    columns = [f"{axis}{i}" for i in range(means.shape[1]) for axis in "xy"]
+    weighted = pd.DataFrame(np.where(n_frames[:, None] > 0, flat, 0.0) * n_frames[:, None])
+    weighted["video_id"] = [str(v) for v in video_ids]
+    weighted["n"] = n_frames
+    sums = weighted.groupby("video_id", sort=True).sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = sums.drop(columns="n").to_numpy() / sums["n"].to_numpy()[:, None]
+    return pd.DataFrame(values, index=sums.index, columns=columns)
+
+
 def _shuffled_over_groups(table: pd.DataFrame, groups: pd.Series, seed: int) -> pd.DataFrame:
     """Rows given to other videos, each taken from a video of another group (a derangement
     of the groups, so no video keeps its person's values)."""
@@ -72,9 +102,12 @@ def ceiling_ratios(
     default_alpha: float,
     split: str,
     seed: int = 0,
+    landmarks: pd.DataFrame | None = None,
 ) -> dict[str, float]:
     """MAE ratios on ``split`` of the ridge on the planted drivers (``ORACLE_SETS``) and of
-    its shuffled control (``oracle_visual_shuffled``).
+    its shuffled control (``oracle_visual_shuffled``); with ``landmarks``
+    (:func:`landmark_features`), also of the ridge on them (``landmark_ridge``) and its
+    shuffled control (``landmark_ridge_shuffled``).
 
     ``truth_videos``: the ground truth's videos.tsv (index video_id); ``labels``:
     :func:`traitlens.models.predictions.read_labels`'s table; ``groups``: video -> group.
@@ -91,6 +124,11 @@ def ceiling_ratios(
         out[name] = _ratio(truth[list(columns)], labels, alphas, default_alpha, split)
     shuffled = _shuffled_over_groups(truth[list(ORACLE_SETS["oracle_visual"])], group_of, seed)
     out["oracle_visual_shuffled"] = _ratio(shuffled, labels, alphas, default_alpha, split)
+    if landmarks is not None:
+        seen = landmarks.reindex(videos)
+        out["landmark_ridge"] = _ratio(seen, labels, alphas, default_alpha, split)
+        shuffled = _shuffled_over_groups(seen, group_of, seed)
+        out["landmark_ridge_shuffled"] = _ratio(shuffled, labels, alphas, default_alpha, split)
     return out
 
 
@@ -114,10 +152,11 @@ def accuracy_ratios(
     alphas: Iterable[float],
     default_alpha: float,
     split: str = "test",
+    landmarks: pd.DataFrame | None = None,
 ) -> dict[str, float | None]:
-    """planted.json's accuracy keys: ``<model>_<split>_mae_ratio`` for the models and the
-    oracle controls."""
+    """planted.json's accuracy keys: ``<model>_<split>_mae_ratio`` for the models, the
+    oracle controls and, with ``landmarks``, the landmark ridge and its control."""
     ratios = model_mae_ratios(accuracy, split) | ceiling_ratios(
-        truth_videos, labels, groups, alphas, default_alpha, split
+        truth_videos, labels, groups, alphas, default_alpha, split, landmarks=landmarks
     )
     return {f"{name}_{split}_mae_ratio": value for name, value in ratios.items()}

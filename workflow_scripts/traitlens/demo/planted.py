@@ -93,6 +93,8 @@ ACCURACY_KEYS = (
     "oracle_visual_test_mae_ratio",
     "oracle_all_test_mae_ratio",
     "oracle_visual_shuffled_test_mae_ratio",
+    "landmark_ridge_test_mae_ratio",
+    "landmark_ridge_shuffled_test_mae_ratio",
 )
 TRUE_BOX_COLUMNS = ("face_x0", "face_y0", "face_x1", "face_y1")
 BOX_SUFFIXES = ("x0", "y0", "x1", "y1")
@@ -133,6 +135,8 @@ DIAGNOSTICS = (
     "null_within_video_false_positive_rate",
     "aus_test_mae_ratio",
     "oracle_all_test_mae_ratio",
+    "landmark_ridge_test_mae_ratio",
+    "landmark_ridge_shuffled_test_mae_ratio",
 )
 TABLE_COLUMNS = ("check", "value", "goal", "met", "note", "value_random_init")
 TABLE_AU_NAME = {"AU43": "AU45"}  # py-feat name in the truth -> name in our AU tables
@@ -1047,6 +1051,10 @@ def _absent_notes(
         "ceilings": (ceilings, "detector_ceilings"),
         "dumps": (detector_r, "detector_au_r_median"),
         "accuracy": (accuracy, "img_test_mae_ratio and the other accuracy ratios"),
+        "faces": (
+            (accuracy or {}).get("landmark_ridge_test_mae_ratio"),
+            "landmark_ridge_test_mae_ratio",
+        ),
     }
     notes = [
         f"no input {name}: {key} is null (not measured)"
@@ -1106,6 +1114,10 @@ def planted_rows(doc: Mapping) -> pd.DataFrame:
         "oracle_visual_test_mae_ratio": "positive control: the ridge on the planted AU means",
         "oracle_all_test_mae_ratio": "the ridge on every planted driver (AUs and voice)",
         "oracle_visual_shuffled_test_mae_ratio": "negative control: the planted AU means of "
+        "other people's videos",
+        "landmark_ridge_test_mae_ratio": "the ridge on each video's mean aligned landmarks "
+        "(what the pixels give a linear reader; faces/*.h5)",
+        "landmark_ridge_shuffled_test_mae_ratio": "negative control: the mean landmarks of "
         "other people's videos",
     }
     random_init = {

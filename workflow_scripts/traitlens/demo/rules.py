@@ -13,10 +13,12 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
+
 from traitlens.aus.estimate_aus import write_tsv
 from traitlens.core.errors import Job, UserError
 from traitlens.core.tables import read_table
-from traitlens.demo.accuracy_ceiling import accuracy_ratios
+from traitlens.demo.accuracy_ceiling import accuracy_ratios, landmark_features
 from traitlens.demo.au_validation import scatter_figure, validate
 from traitlens.demo.planted import (
     cam_true_face_overlap,
@@ -29,6 +31,7 @@ from traitlens.demo.planted import (
     signal_regions,
     write_outputs,
 )
+from traitlens.faces.faces_file import read_video_landmark_means
 from traitlens.ingest.manifest import read_groups
 from traitlens.interpret.au_emergence import NULL_COLUMNS
 from traitlens.interpret.detectors import CEILING_COLUMNS
@@ -109,7 +112,8 @@ def validate_planted(job: Job) -> None:
     emergence test on the planted values), aus_validation (validation/aus.tsv: which
     unplanted AUs are coupled), ceilings (tables/detector_ceilings.tsv), dumps (the face
     model's activation dumps: the detectors' correlation with their region's AU), accuracy
-    (tables/accuracy.tsv, with manifest: the models' MAE ratios and the oracle controls)."""
+    (tables/accuracy.tsv, with manifest: the models' MAE ratios and the oracle controls),
+    faces (with accuracy: the faces files, for the landmark ridge)."""
     folder = Path(job.input.ground_truth)
     truth_path = folder / "planted.json"
     truth = load_truth(truth_path)
@@ -164,9 +168,11 @@ def validate_planted(job: Job) -> None:
             {"video_id": str},
         ).set_index("video_id")  # fmt: skip
         manifest = job.input.manifest
+        faces = list(getattr(job.input, "faces", []) or [])
         accuracy = accuracy_ratios(
             table, truth_videos, read_labels(manifest), read_groups(manifest),
             job.params.alphas, float(job.params.default_alpha),
+            landmarks=_landmark_features(faces) if faces else None,
         )  # fmt: skip
     dumps = list(getattr(job.input, "dumps", []) or [])
     detector_r = detector_au_correlations(detectors, dumps, truth_frames, truth) if dumps else None
@@ -186,6 +192,17 @@ def validate_planted(job: Job) -> None:
         log.info("%s = %s (goal %s, met %s)", key, doc.get(key), goal["goal"], goal["met"])
     for note in doc["notes"]:
         log.info("note: %s", note)
+
+
+def _landmark_features(paths: list[str]):
+    """Each video's mean aligned landmarks over the faces files (accuracy_ceiling's
+    landmark ridge)."""
+    parts = [read_video_landmark_means(p) for p in paths]
+    return landmark_features(
+        [v for part in parts for v in part.video_ids],
+        np.concatenate([part.means for part in parts]),
+        np.concatenate([part.n_frames for part in parts]),
+    )
 
 
 def plot_planted(job: Job) -> None:

@@ -194,6 +194,51 @@ def open_pixels(path: str | Path, label: str = KIND, **options) -> h5py.Dataset:
     return open_checked(path, label, RULE, [ALIGNED], **options)[ALIGNED]
 
 
+@dataclass(frozen=True)
+class VideoLandmarkMeans:
+    """Each video's face geometry: its aligned landmarks averaged over its frames with a
+    face (NaN for a video without one)."""
+
+    video_ids: tuple[str, ...]  # per video, the file's order
+    means: np.ndarray  # (n_videos, 478, 2) float64, aligned pixels
+    n_frames: np.ndarray  # (n_videos,) int, frames with a face
+
+
+def read_video_landmark_means(path: str | Path, chunk: int = 4096) -> VideoLandmarkMeans:
+    """:class:`VideoLandmarkMeans` of a faces file, read ``chunk`` rows at a time (a
+    shard's landmarks need not fit in memory); UserError naming the file when its
+    datasets do not fit together."""
+    path = Path(path)
+    required = (VIDEO_ID, VIDEO_INDEX, SUCCESS, ALIGNED_LANDMARKS)
+    with open_checked(path, KIND, RULE, required) as f:
+        ids = tuple(as_str(v) for v in f[VIDEO_ID][()])
+        video_index = f[VIDEO_INDEX][()].astype(np.int64)
+        success = f[SUCCESS][()].astype(bool)
+        points = f[ALIGNED_LANDMARKS]
+        n = len(video_index)
+        if not (len(success) == len(points) == n) or points.shape[1:] != (N_LANDMARKS, 2):
+            raise UserError(
+                f"{path}: video_index, success and aligned_landmarks do not fit together "
+                f"(lengths {n}, {len(success)}, {len(points)}; aligned_landmarks "
+                f"{points.shape[1:]}, expected ({N_LANDMARKS}, 2)); {rebuild_hint(path, RULE)}"
+            )
+        if n and (video_index.min() < 0 or video_index.max() >= len(ids)):
+            raise UserError(
+                f"{path}: video_index points past the video_id list; {rebuild_hint(path, RULE)}"
+            )
+        sums = np.zeros((len(ids), N_LANDMARKS, 2))
+        counts = np.zeros(len(ids), dtype=np.int64)
+        for start in range(0, n, chunk):
+            ok = success[start : start + chunk]
+            if ok.any():
+                rows = video_index[start : start + chunk][ok]
+                np.add.at(sums, rows, points[start : start + len(ok)][ok].astype(np.float64))
+                np.add.at(counts, rows, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / counts[:, None, None]  # NaN where a video has no face
+    return VideoLandmarkMeans(ids, means, counts)
+
+
 def read_boxes(path: str | Path) -> np.ndarray:
     """float32 (n, 4) detection boxes x0, y0, x1, y1 (NaN where no face was kept)."""
     with open_checked(path, KIND, RULE, [BOX]) as f:

@@ -268,6 +268,8 @@ if DATASET["format"] == "demo":
             aus_validation=f"{RESULTS}/validation/aus.tsv",
             ceilings=f"{RESULTS}/tables/detector_ceilings.tsv",
             dumps=dumps("face"),
+            # the ridge on the units: the untrained network's are its negative control
+            dumps_random=dumps(f"face{RANDOM_INIT}"),
             accuracy=f"{RESULTS}/tables/accuracy.tsv",
             manifest=f"{RESULTS}/manifest.tsv",
             # the landmark ridge: what a linear reader gets from the faces' geometry

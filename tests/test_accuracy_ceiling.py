@@ -16,6 +16,7 @@ from traitlens.demo.accuracy_ceiling import (
     ceiling_ratios,
     landmark_features,
     model_mae_ratios,
+    unit_features,
 )
 from traitlens.ingest.labels import BIG_FIVE
 
@@ -170,3 +171,49 @@ def test_accuracy_ratios_name_the_landmark_keys_only_with_landmarks():
     landmarks = landmark_features(ids, means, counts)
     keys = set(accuracy_ratios(table, truth, labels, groups, ALPHAS, 1.0, landmarks=landmarks))
     assert {"landmark_ridge_test_mae_ratio", "landmark_ridge_shuffled_test_mae_ratio"} <= keys
+
+
+# --- the ridge on the network's own units: its features against its head --------------
+
+
+def unit_frames(seed: int, signal: float, frames: int = 3, units: int = 16):
+    """The planted population's frames with map means of a layer's units: each unit a
+    mix of the visual drivers (``signal`` per unit of driver) plus frame noise."""
+    truth, labels, groups = planted_population(seed)
+    rng = np.random.default_rng(seed + 200)
+    mix = rng.normal(0, 1, (4, units))
+    drivers = truth[list(ORACLE_SETS["oracle_visual"])].to_numpy() - 0.5
+    per_video = 1.0 + signal * drivers @ mix
+    video_ids = np.repeat(truth.index.to_numpy(), frames)
+    means = np.repeat(per_video, frames, axis=0) + rng.normal(0, 0.2, (len(video_ids), units))
+    return truth, labels, groups, video_ids, np.maximum(means, 0.0)
+
+
+def test_units_that_follow_the_drivers_meet_the_goal_and_random_ones_miss_it():
+    truth, labels, groups, ids, trained = unit_frames(seed=11, signal=1.0)
+    _, _, _, _, untrained = unit_frames(seed=11, signal=0.0)
+    units = {
+        "face_units_ridge": unit_features([("conv5_3", ids, trained)]),
+        "face_units_ridge_random_init": unit_features([("conv5_3", ids, untrained)]),
+    }
+    ratios = ceiling_ratios(truth, labels, groups, ALPHAS, 1.0, "test", units=units)
+    assert ratios["face_units_ridge"] < 0.4
+    assert ratios["face_units_ridge_random_init"] > 0.9
+
+
+def test_unit_features_average_each_video_over_its_frames_layer_by_layer():
+    ids = ["v2", "v1", "v2", "v1"]
+    a = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0]])
+    b = np.array([[5.0], [6.0], [7.0], [8.0]])
+    table = unit_features([("conv4_3", ids, a), ("conv5_3", ids, b)])
+    assert list(table.index) == ["v1", "v2"]
+    assert list(table.columns) == ["conv4_3_0", "conv4_3_1", "conv5_3_0"]
+    assert table.loc["v1"].tolist() == [3.0, 30.0, 7.0]
+    assert table.loc["v2"].tolist() == [2.0, 20.0, 6.0]
+
+
+def test_unit_features_that_do_not_fit_their_frames_are_refused():
+    with pytest.raises(UserError, match="layer conv5_3: map means of shape \\(2, 4\\)"):
+        unit_features([("conv5_3", ["v1", "v1", "v2"], np.zeros((2, 4)))])
+    with pytest.raises(UserError, match="no dumped layer"):
+        unit_features([])

@@ -14,7 +14,12 @@ controls as the interpretability checks:
   measured from the pixels, each video's mean aligned landmarks (mediapipe's 478 points,
   :func:`traitlens.faces.faces_file.read_video_landmark_means`). Where it meets the goal
   and the CNNs do not, the faces carry the signal and the CNNs fail to read it (the model
-  holds the goal back, not the data); ``landmark_ridge_shuffled`` is its negative control.
+  holds the goal back, not the data); ``landmark_ridge_shuffled`` is its negative control;
+- a diagnostic of the trained network itself, ``face_units_ridge``: the same ridge on the
+  face CNN's own units (each unit's map mean, per video, over the dumped layers). Where
+  it meets the goal and the CNN's output does not, the network has learnt features that
+  carry the signal and its head is what spends it; ``face_units_ridge_random_init``, the
+  same on the untrained network of the same architecture, is its negative control.
 
 The ratios are MAE / train-mean MAE on the same split, as in the accuracy table.
 """
@@ -75,6 +80,25 @@ def landmark_features(
     return pd.DataFrame(values, index=sums.index, columns=columns)
 
 
+def unit_features(layers: Sequence[tuple[str, Sequence[str], np.ndarray]]) -> pd.DataFrame:
+    """One row per video (index video_id), one column per unit (``<layer>_<unit>``): the
+    mean over the video's frames of each unit's map mean. ``layers``: per dumped layer,
+    its name, the video of each frame and the (frames, units) map means."""
+    tables = []
+    for layer, video_ids, means in layers:
+        means = np.asarray(means, dtype=np.float64)
+        if means.ndim != 2 or len(means) != len(video_ids):
+            raise UserError(
+                f"layer {layer}: map means of shape {means.shape} do not fit "
+                f"{len(video_ids)} frames (expected (frames, units))"
+            )
+        table = pd.DataFrame(means, columns=[f"{layer}_{u}" for u in range(means.shape[1])])
+        tables.append(table.groupby(np.asarray(video_ids, dtype=str), sort=True).mean())
+    if not tables:
+        raise UserError("no dumped layer to take the units from")
+    return pd.concat(tables, axis=1)
+
+
 def _shuffled_over_groups(table: pd.DataFrame, groups: pd.Series, seed: int) -> pd.DataFrame:
     """Rows given to other videos, each taken from a video of another group (a derangement
     of the groups, so no video keeps its person's values)."""
@@ -103,11 +127,14 @@ def ceiling_ratios(
     split: str,
     seed: int = 0,
     landmarks: pd.DataFrame | None = None,
+    units: Mapping[str, pd.DataFrame] | None = None,
 ) -> dict[str, float]:
     """MAE ratios on ``split`` of the ridge on the planted drivers (``ORACLE_SETS``) and of
     its shuffled control (``oracle_visual_shuffled``); with ``landmarks``
     (:func:`landmark_features`), also of the ridge on them (``landmark_ridge``) and its
-    shuffled control (``landmark_ridge_shuffled``).
+    shuffled control (``landmark_ridge_shuffled``); with ``units`` (name ->
+    :func:`unit_features`, e.g. ``face_units_ridge`` and its untrained control), of the
+    ridge on each.
 
     ``truth_videos``: the ground truth's videos.tsv (index video_id); ``labels``:
     :func:`traitlens.models.predictions.read_labels`'s table; ``groups``: video -> group.
@@ -129,6 +156,8 @@ def ceiling_ratios(
         out["landmark_ridge"] = _ratio(seen, labels, alphas, default_alpha, split)
         shuffled = _shuffled_over_groups(seen, group_of, seed)
         out["landmark_ridge_shuffled"] = _ratio(shuffled, labels, alphas, default_alpha, split)
+    for name, table in (units or {}).items():
+        out[name] = _ratio(table.reindex(videos), labels, alphas, default_alpha, split)
     return out
 
 
@@ -153,10 +182,11 @@ def accuracy_ratios(
     default_alpha: float,
     split: str = "test",
     landmarks: pd.DataFrame | None = None,
+    units: Mapping[str, pd.DataFrame] | None = None,
 ) -> dict[str, float | None]:
     """planted.json's accuracy keys: ``<model>_<split>_mae_ratio`` for the models, the
-    oracle controls and, with ``landmarks``, the landmark ridge and its control."""
+    oracle controls and, with ``landmarks`` and ``units``, the diagnostics' ridges."""
     ratios = model_mae_ratios(accuracy, split) | ceiling_ratios(
-        truth_videos, labels, groups, alphas, default_alpha, split, landmarks=landmarks
+        truth_videos, labels, groups, alphas, default_alpha, split, 0, landmarks, units
     )
     return {f"{name}_{split}_mae_ratio": value for name, value in ratios.items()}

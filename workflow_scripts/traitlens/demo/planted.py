@@ -95,6 +95,8 @@ ACCURACY_KEYS = (
     "oracle_visual_shuffled_test_mae_ratio",
     "landmark_ridge_test_mae_ratio",
     "landmark_ridge_shuffled_test_mae_ratio",
+    "face_units_ridge_test_mae_ratio",
+    "face_units_ridge_random_init_test_mae_ratio",
 )
 TRUE_BOX_COLUMNS = ("face_x0", "face_y0", "face_x1", "face_y1")
 BOX_SUFFIXES = ("x0", "y0", "x1", "y1")
@@ -137,6 +139,8 @@ DIAGNOSTICS = (
     "oracle_all_test_mae_ratio",
     "landmark_ridge_test_mae_ratio",
     "landmark_ridge_shuffled_test_mae_ratio",
+    "face_units_ridge_test_mae_ratio",
+    "face_units_ridge_random_init_test_mae_ratio",
 )
 TABLE_COLUMNS = ("check", "value", "goal", "met", "note", "value_random_init")
 TABLE_AU_NAME = {"AU43": "AU45"}  # py-feat name in the truth -> name in our AU tables
@@ -1049,11 +1053,15 @@ def _absent_notes(
         "emergence_random": (emergence_random, "random_init_planted_aus_significant_share"),
         "emergence_truth": (emergence_truth, "truth_planted_aus_significant_share"),
         "ceilings": (ceilings, "detector_ceilings"),
-        "dumps": (detector_r, "detector_au_r_median"),
+        "dumps": (detector_r, "detector_au_r_median and face_units_ridge_test_mae_ratio"),
         "accuracy": (accuracy, "img_test_mae_ratio and the other accuracy ratios"),
         "faces": (
             (accuracy or {}).get("landmark_ridge_test_mae_ratio"),
             "landmark_ridge_test_mae_ratio",
+        ),
+        "dumps_random": (
+            (accuracy or {}).get("face_units_ridge_random_init_test_mae_ratio"),
+            "face_units_ridge_random_init_test_mae_ratio",
         ),
     }
     notes = [
@@ -1119,6 +1127,10 @@ def planted_rows(doc: Mapping) -> pd.DataFrame:
         "(what the pixels give a linear reader; faces/*.h5)",
         "landmark_ridge_shuffled_test_mae_ratio": "negative control: the mean landmarks of "
         "other people's videos",
+        "face_units_ridge_test_mae_ratio": "the ridge on the face CNN's own units (map "
+        "means per video; its features against its head)",
+        "face_units_ridge_random_init_test_mae_ratio": "negative control: the untrained "
+        "network's units",
     }
     random_init = {
         "cam_true_face_overlap_share": doc["cam_random_weights_overlap_share"],

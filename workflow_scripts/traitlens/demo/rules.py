@@ -18,7 +18,7 @@ import numpy as np
 from traitlens.aus.estimate_aus import write_tsv
 from traitlens.core.errors import Job, UserError
 from traitlens.core.tables import read_table
-from traitlens.demo.accuracy_ceiling import accuracy_ratios, landmark_features
+from traitlens.demo.accuracy_ceiling import accuracy_ratios, landmark_features, unit_features
 from traitlens.demo.au_validation import scatter_figure, validate
 from traitlens.demo.planted import (
     cam_true_face_overlap,
@@ -35,6 +35,7 @@ from traitlens.faces.faces_file import read_video_landmark_means
 from traitlens.ingest.manifest import read_groups
 from traitlens.interpret.au_emergence import NULL_COLUMNS
 from traitlens.interpret.detectors import CEILING_COLUMNS
+from traitlens.interpret.dump_file import dump_info, read_keys, read_reduction
 from traitlens.models.predictions import read_labels
 
 log = logging.getLogger("traitlens.demo")
@@ -113,7 +114,8 @@ def validate_planted(job: Job) -> None:
     unplanted AUs are coupled), ceilings (tables/detector_ceilings.tsv), dumps (the face
     model's activation dumps: the detectors' correlation with their region's AU), accuracy
     (tables/accuracy.tsv, with manifest: the models' MAE ratios and the oracle controls),
-    faces (with accuracy: the faces files, for the landmark ridge)."""
+    faces (with accuracy: the faces files, for the landmark ridge), dumps_random (with
+    accuracy: the untrained face model's dumps, the control of the ridge on the units)."""
     folder = Path(job.input.ground_truth)
     truth_path = folder / "planted.json"
     truth = load_truth(truth_path)
@@ -169,10 +171,18 @@ def validate_planted(job: Job) -> None:
         ).set_index("video_id")  # fmt: skip
         manifest = job.input.manifest
         faces = list(getattr(job.input, "faces", []) or [])
+        units = {
+            name: _unit_features(paths)
+            for name, paths in (
+                ("face_units_ridge", getattr(job.input, "dumps", [])),
+                ("face_units_ridge_random_init", getattr(job.input, "dumps_random", [])),
+            )
+            if paths
+        }
         accuracy = accuracy_ratios(
             table, truth_videos, read_labels(manifest), read_groups(manifest),
             job.params.alphas, float(job.params.default_alpha),
-            landmarks=_landmark_features(faces) if faces else None,
+            landmarks=_landmark_features(faces) if faces else None, units=units,
         )  # fmt: skip
     dumps = list(getattr(job.input, "dumps", []) or [])
     detector_r = detector_au_correlations(detectors, dumps, truth_frames, truth) if dumps else None
@@ -202,6 +212,17 @@ def _landmark_features(paths: list[str]):
         [v for part in parts for v in part.video_ids],
         np.concatenate([part.means for part in parts]),
         np.concatenate([part.n_frames for part in parts]),
+    )
+
+
+def _unit_features(paths):
+    """Each video's mean unit activations over the dumped layers (accuracy_ceiling's
+    ridge on the network's own units)."""
+    return unit_features(
+        [
+            (dump_info(p)["layer"], read_keys(p)["video_id"], read_reduction(p, "mean"))
+            for p in paths
+        ]
     )
 
 

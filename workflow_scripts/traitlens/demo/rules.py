@@ -105,6 +105,11 @@ def _optional_input(job: Job, name: str):
     return value if isinstance(value, str) else value[0]
 
 
+def _optional_inputs(job: Job, name: str) -> list[str]:
+    """The paths of an optional list input of the rule, empty when it has none by that name."""
+    return list(getattr(job.input, name, []) or [])
+
+
 def validate_planted(job: Job) -> None:
     """The interpretability results scored against the demo's planted truth:
     validation/planted.json, tables/planted.tsv and tables/planted_detectors.tsv. Optional
@@ -161,6 +166,7 @@ def validate_planted(job: Job) -> None:
         "ceilings",
         lambda p: read_table(p, "detector ceilings", "find_detectors", CEILING_COLUMNS, text),
     )
+    dumps = _optional_inputs(job, "dumps")
     accuracy_path = _optional_input(job, "accuracy")
     accuracy = None
     if accuracy_path:
@@ -170,12 +176,12 @@ def validate_planted(job: Job) -> None:
             {"video_id": str},
         ).set_index("video_id")  # fmt: skip
         manifest = job.input.manifest
-        faces = list(getattr(job.input, "faces", []) or [])
+        faces = _optional_inputs(job, "faces")
         units = {
             name: _unit_features(paths)
             for name, paths in (
-                ("face_units_ridge", getattr(job.input, "dumps", [])),
-                ("face_units_ridge_random_init", getattr(job.input, "dumps_random", [])),
+                ("face_units_ridge", dumps),
+                ("face_units_ridge_random_init", _optional_inputs(job, "dumps_random")),
             )
             if paths
         }
@@ -184,7 +190,6 @@ def validate_planted(job: Job) -> None:
             job.params.alphas, float(job.params.default_alpha),
             landmarks=_landmark_features(faces) if faces else None, units=units,
         )  # fmt: skip
-    dumps = list(getattr(job.input, "dumps", []) or [])
     detector_r = detector_au_correlations(detectors, dumps, truth_frames, truth) if dumps else None
     doc = score_planted(
         truth, cam, gradcam, detectors, emergence, null, threshold, min_overlap, alpha,

@@ -6,8 +6,8 @@ rule estimate_aus:
     input:
         unpack(au_inputs),
     output:
-        frames=f"{RESULTS}/aus/{{shard}}.tsv",
-        videos=f"{RESULTS}/aus/{{shard}}.videos.tsv",
+        frames=f"{AU_ESTIMATES}/{{shard}}.tsv",
+        videos=f"{AU_ESTIMATES}/{{shard}}.videos.tsv",
     log:
         f"{LOGS}/aus/{{shard}}.log",
     benchmark:
@@ -18,9 +18,39 @@ rule estimate_aus:
     resources:
         mem_mb=1000,
     params:
-        aus=result_settings(config["aus"], "detector_batch", "detector_device"),
+        aus=shard_au_settings(),
     script:
         "../workflow_scripts/estimate_aus.py"
+
+
+if PERSON_BASELINE:
+
+    # Each person's low percentile over all of their frames, subtracted in every shard
+    # (workflow_scripts/traitlens/aus/person_baseline.py). Seconds at First Impressions'
+    # size: on a cluster it runs on the submitting host.
+    rule calibrate_aus:
+        input:
+            frames=per_shard(f"{AU_ESTIMATES}/{{shard}}.tsv"),
+            videos=per_shard(f"{AU_ESTIMATES}/{{shard}}.videos.tsv"),
+            manifest=f"{RESULTS}/manifest.tsv",
+        output:
+            frames=per_shard(f"{RESULTS}/aus/{{shard}}.tsv"),
+            videos=per_shard(f"{RESULTS}/aus/{{shard}}.videos.tsv"),
+        log:
+            f"{LOGS}/calibrate_aus.log",
+        benchmark:
+            f"{BENCHMARKS}/calibrate_aus.tsv"
+        conda:
+            "../envs/faces.yaml"
+        resources:
+            mem_mb=1000,
+        params:
+            percentile=config["aus"]["baseline_percentile"],
+        script:
+            "../workflow_scripts/calibrate_aus.py"
+
+    localrules:
+        calibrate_aus,
 
 
 # On request only (not in rule all): one shard's AU table for py-feat users, loadable
@@ -48,6 +78,10 @@ if DATASET["format"] == "demo":
     rule validate_aus:
         input:
             aus=per_shard(f"{RESULTS}/aus/{{shard}}.tsv"),
+            # with the person baseline, the estimates before it too (uncalibrated_r)
+            uncalibrated=(
+                per_shard(f"{AU_ESTIMATES}/{{shard}}.tsv") if PERSON_BASELINE else []
+            ),
             ground_truth=config["demo"]["ground_truth"],
         output:
             table=report(

@@ -93,6 +93,22 @@ def result_settings(section, *run_keys):
     return {k: v for k, v in section.items() if k not in run_keys}
 
 
+# aus.baseline person: a person's clips lie in several shards, so the shards' estimates
+# go to aus/uncalibrated/ and calibrate_aus writes the aus/ tables every later rule reads
+PERSON_BASELINE = config["aus"]["baseline"] == "person"
+AU_ESTIMATES = f"{RESULTS}/aus/uncalibrated" if PERSON_BASELINE else f"{RESULTS}/aus"
+BASELINE_KEYS = ("baseline", "baseline_percentile")
+
+
+def shard_au_settings():
+    """estimate_aus's params: with the person baseline the shards' estimates carry none
+    (calibrate_aus applies it), so its settings do not re-run them."""
+    settings = result_settings(config["aus"], "detector_batch", "detector_device")
+    if PERSON_BASELINE:
+        return {k: v for k, v in settings.items() if k not in BASELINE_KEYS}
+    return settings
+
+
 def au_inputs(wildcards):
     """The faces file; the detector backend also crops from the frames file."""
     inputs = {"faces": f"{RESULTS}/faces/{wildcards.shard}.h5"}

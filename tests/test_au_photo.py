@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from traitlens.aus.au_mesh_model import N_MESH, load_model
-from traitlens.aus.estimate_aus import subtract_video_baseline
+from traitlens.aus.estimate_aus import subtract_baseline
 from traitlens.aus.mesh_backend import MeshAuSolver
 from traitlens.demo import au_mesh, warp
 
@@ -100,7 +100,7 @@ def test_brow_raise_rises_in_brow_aus_not_in_the_mouth(expression_estimates):
 
 def test_video_baseline_removes_the_photo_neutral(expression_estimates):
     columns, est, raw = expression_estimates
-    norm = subtract_video_baseline(raw, np.zeros(len(raw), int), 0.0)
+    norm = subtract_baseline(raw, np.zeros(len(raw), int), 0.0)
     assert norm.min() >= 0.0
     assert np.allclose(norm.min(axis=0), 0.0)
     smile = dict(zip(columns, norm[list(EXPRESSIONS).index("smile")], strict=True))

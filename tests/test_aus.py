@@ -35,11 +35,11 @@ def test_au45_is_au43():
 def test_video_baseline_is_per_video_and_per_au():
     values = np.array([[0.5, 0.1], [0.7, 0.3], [0.2, 0.9], [0.4, 0.8], [np.nan, np.nan]])
     video = np.array([0, 0, 1, 1, 1])
-    out = aus.subtract_video_baseline(values, video, 0.0)
+    out = aus.subtract_baseline(values, video, 0.0)
     expected = np.array([[0.0, 0.0], [0.2, 0.2], [0.0, 0.1], [0.2, 0.0], [np.nan, np.nan]])
     assert np.allclose(out, expected, equal_nan=True)
     # a percentile above the minimum clips the lowest frames at 0, never below
-    assert np.nanmin(aus.subtract_video_baseline(values, video, 50.0)) == 0.0
+    assert np.nanmin(aus.subtract_baseline(values, video, 50.0)) == 0.0
 
 
 def _rows(n_per_video=(3, 2), fail=(1,)):

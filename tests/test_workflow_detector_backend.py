@@ -108,7 +108,10 @@ def test_one_row_per_frame_of_probabilities_empty_where_no_face(run):
     assert list(table["video_id"]) == list(faces.row_video_ids())
     assert list(table["frame_index"]) == list(faces.frame_index)
     assert list(table["success"]) == list(faces.success)
-    assert made_with(table) == {("detector", "probability", "none")}
+    # the default config's person baseline (calibrate_aus) on the network's probabilities
+    assert made_with(table) == {("detector", "probability", "person_p5")}
+    before = read_frame_table(run / f"aus/uncalibrated/{SHARD}.tsv")
+    assert made_with(before) == {("detector", "probability", "none")}
 
     values = table[list(PYFEAT_AUS)].to_numpy()
     with_face = values[faces.success]
@@ -124,7 +127,7 @@ def test_one_row_per_frame_of_probabilities_empty_where_no_face(run):
     assert not by_video.any()["no_face.001"]
 
     videos = pd.read_csv(run / f"aus/{SHARD}.videos.tsv", sep="\t").set_index("video_id")
-    assert made_with(videos) == {("detector", "probability", "none")}
+    assert made_with(videos) == {("detector", "probability", "person_p5")}
     assert videos.loc["no_face.001", "n_frames"] == 0
     assert videos.loc["no_face.001", list(PYFEAT_AUS)].isna().all()
 

@@ -47,8 +47,9 @@ def half_done_faces(results: Path) -> None:
 
 def half_done_aus(results: Path) -> None:
     # one of the job's two outputs is complete, the other missing: Snakemake must redo both
-    assert (results / "aus/s000.tsv").exists()
-    assert not (results / "aus/s000.videos.tsv").exists()
+    # (the shard's estimates, before the person baseline of the default config)
+    assert (results / "aus/uncalibrated/s000.tsv").exists()
+    assert not (results / "aus/uncalibrated/s000.videos.tsv").exists()
 
 
 def half_done_training(results: Path) -> None:

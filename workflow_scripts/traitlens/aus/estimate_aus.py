@@ -10,9 +10,10 @@ AU column over them (empty when none).
 The provenance says what the numbers are, since the backends differ in kind (see
 :func:`provenance`): ``au_backend`` (mesh, detector), ``au_scale`` (intensity: the
 weight of each AU's mesh displacement; probability: the network's belief that the AU
-is present) and ``au_baseline`` (none, or ``video_p<percentile>`` when each video's
-low percentile was subtracted). Readers pick AU columns by name, so tables written
-before these columns existed still read.
+is present) and ``au_baseline`` (none, or ``video_p<percentile>`` /
+``person_p<percentile>`` when each video's / person's low percentile was subtracted).
+Readers pick AU columns by name, so tables written before these columns existed still
+read.
 
 The 17-AU OpenFace 2.0 view of docs/method.md (:data:`OPENFACE_17`) is a subset of the
 columns. py-feat has no AU45 (blink) but has AU43 (eyes closed); OpenFace's AU45
@@ -55,7 +56,7 @@ PROVENANCE_COLUMNS = ("au_backend", "au_scale", "au_baseline")
 BACKENDS = ("mesh", "detector")
 # What each backend's numbers are: the mesh solve's AU weights, the network's sigmoid
 SCALES = {"mesh": "intensity", "detector": "probability"}
-BASELINES = ("none", "video")
+BASELINES = ("none", "video", "person")
 FLOAT_FORMAT = "%.4f"
 
 
@@ -72,24 +73,24 @@ def with_au45(values: np.ndarray, columns: tuple[str, ...]) -> np.ndarray:
     return np.column_stack([ordered, derive_au45(ordered[:, PYFEAT_AUS.index("AU43")])])
 
 
-def subtract_video_baseline(
-    values: np.ndarray, video_index: np.ndarray, percentile: float
-) -> np.ndarray:
-    """Per video and AU, subtract the ``percentile`` of its frames' values; clip at 0.
+def subtract_baseline(values: np.ndarray, groups: np.ndarray, percentile: float) -> np.ndarray:
+    """Per group of rows and AU, subtract the ``percentile`` of the group's values; clip at 0.
 
-    The person-specific normalisation OpenFace applies to video: a person's neutral
-    face (its shape, mediapipe's reading of it) shows up as a constant AU offset; the
-    low percentile of a video estimates it. NaN rows (no face) are ignored and stay NaN.
+    The person-specific normalisation OpenFace applies: a person's neutral face (its
+    shape, mediapipe's reading of it) shows up as a constant AU offset, and the low
+    percentile of the person's frames estimates it. ``groups`` labels each row: its video
+    (config ``aus.baseline: video``, applied per shard) or its person (``person``, applied
+    over every shard by :mod:`traitlens.aus.person_baseline`). NaN rows (no face) are
+    ignored and stay NaN.
 
-    Off by default (config ``aus.baseline: none``): it also removes the video's own
-    AU level, which in the demo carries the trait signal, and every planted AU's r
-    fell (AU01 0.62 -> 0.49, AU12 0.73 -> 0.60 at the 5th percentile). For real data,
-    where face shapes differ far more than the demo's identities, ``video`` is the
-    OpenFace-like choice; it is not measured here.
+    ``video`` also removes each video's own AU level, which in the demo carries the trait
+    signal: every planted AU's r fell (AU01 0.62 -> 0.49, AU12 0.73 -> 0.60 at the 5th
+    percentile). ``person`` keeps it, since a person's clips differ in their levels, and
+    removes the per-face offset that costs AU01 its r across people (docs/validation.md).
     """
     out = np.array(values, dtype=np.float64, copy=True)
-    for v in np.unique(video_index):
-        rows = video_index == v
+    for g in pd.unique(np.asarray(groups)):
+        rows = groups == g
         block = out[rows]
         if np.isfinite(block).any():
             base = np.nanpercentile(block, percentile, axis=0)
@@ -156,7 +157,7 @@ def video_means(frames: pd.DataFrame, video_ids: tuple[str, ...] | None = None) 
 
 def provenance(cfg: AuConfig) -> dict[str, str]:
     """The :data:`PROVENANCE_COLUMNS` values of tables made with ``cfg``."""
-    baseline = "none" if cfg.baseline == "none" else f"video_p{cfg.baseline_percentile:g}"
+    baseline = "none" if cfg.baseline == "none" else f"{cfg.baseline}_p{cfg.baseline_percentile:g}"
     return {"au_backend": cfg.backend, "au_scale": SCALES[cfg.backend], "au_baseline": baseline}
 
 
@@ -183,6 +184,11 @@ def read_frame_table(path: str | Path) -> pd.DataFrame:
     return table
 
 
+def read_video_table(path: str | Path) -> pd.DataFrame:
+    """Read an aus/<shard>.videos.tsv written by :func:`write_tsv`."""
+    return read_table(path, "AU video", "estimate_aus", VIDEO_COLUMNS, dtype={"video_id": str})
+
+
 # --- one shard ------------------------------------------------------------------------
 
 
@@ -205,10 +211,12 @@ def estimate_shard(
     faces_path: str | Path, cfg: AuConfig, frames_path: str | Path | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The frame table and the per-video table of one shard."""
+    if cfg.baseline == "person":  # a person's clips lie in several shards
+        raise ValueError("the person baseline is applied over all shards (calibrate_aus)")
     rows = read_faces(faces_path)
     values = estimate_values(rows, cfg, frames_path)
     if cfg.baseline == "video":
-        values = subtract_video_baseline(values, rows.video_index, cfg.baseline_percentile)
+        values = subtract_baseline(values, rows.video_index, cfg.baseline_percentile)
     frames = frame_table(rows, values)
     videos = video_means(frames, rows.video_ids)
     made_with = provenance(cfg)

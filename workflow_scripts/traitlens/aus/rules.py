@@ -6,10 +6,18 @@ is called by its entry script ``workflow_scripts/<rule>.py`` through ``run_rule`
 
 from __future__ import annotations
 
-from traitlens.aus.estimate_aus import AuConfig, estimate_shard, read_frame_table, write_tsv
+from traitlens.aus.estimate_aus import (
+    AuConfig,
+    estimate_shard,
+    read_frame_table,
+    read_video_table,
+    write_tsv,
+)
 from traitlens.aus.fex_export import write_fex_csv
+from traitlens.aus.person_baseline import calibrate_frames, calibrated_videos
 from traitlens.core.errors import Job
 from traitlens.core.faults import kill_point
+from traitlens.ingest.manifest import read_groups
 
 # Where and in what batches the detector backend runs: read from the config, not params,
 # since they do not change the AUs (a change re-runs nothing)
@@ -25,6 +33,19 @@ def estimate_aus(job: Job) -> None:
     write_tsv(frames, job.output.frames)
     kill_point("estimate_aus")  # one output written, the other not
     write_tsv(videos, job.output.videos)
+
+
+def calibrate_aus(job: Job) -> None:
+    """The person baseline over every shard (config ``aus.baseline: person``):
+    aus/uncalibrated/<shard>.tsv -> aus/<shard>.tsv and .videos.tsv, shard for shard."""
+    frames = [read_frame_table(p) for p in job.input.frames]
+    groups = read_groups(job.input.manifest)
+    calibrated = calibrate_frames(frames, groups, float(job.params.percentile), job.input.manifest)
+    for table, videos_in, frames_out, videos_out in zip(
+        calibrated, job.input.videos, job.output.frames, job.output.videos, strict=True
+    ):
+        write_tsv(table, frames_out)
+        write_tsv(calibrated_videos(table, read_video_table(videos_in)), videos_out)
 
 
 def export_fex(job: Job) -> None:

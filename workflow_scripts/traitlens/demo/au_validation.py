@@ -6,13 +6,17 @@
 regression of docs/method.md uses them), ``cross_talk_r`` (the largest |r| between this
 AU's estimate and another AU's planted intensity: for an unplanted AU, how much
 planted signal leaks into it), ``estimate_mean`` and ``estimate_sd`` (an unplanted AU
-should stay flat).
+should stay flat), ``shuffled_r`` (the negative control of ``pearson_r``: each video's
+estimates against the planted intensities of the same frames of another person's video;
+near 0 unless the estimates follow something every face shares) and
+``uncalibrated_r`` (``pearson_r`` of the estimates before the person baseline, with
+``aus.baseline: person``; empty otherwise).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +35,11 @@ VALIDATION_COLUMNS = (
     "cross_talk_r",
     "estimate_mean",
     "estimate_sd",
+    "shuffled_r",
+    "uncalibrated_r",
 )
 TRUTH_FILE = "frames.tsv"
+VIDEOS_FILE = "videos.tsv"
 PLANTED_FILE = "planted.json"
 
 
@@ -108,8 +115,51 @@ def planted_au_table(estimates: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFra
     return table[list(FRAME_COLUMNS)]
 
 
-def validation_table(joined: pd.DataFrame, planted: Sequence[str]) -> pd.DataFrame:
-    """Per AU: r with its own planted intensity, cross-talk, spread (see module doc)."""
+def partner_videos(persons: Mapping[str, str]) -> dict[str, str]:
+    """Each video paired with a video of the next person (people in sorted order, the
+    k-th video with the next person's k-th, cyclically): no video keeps its person. Empty
+    with fewer than two people."""
+    by_person: dict[str, list[str]] = {}
+    for video, person in sorted(persons.items()):
+        by_person.setdefault(person, []).append(video)
+    people = sorted(by_person)
+    if len(people) < 2:
+        return {}
+    pairs = {}
+    for i, person in enumerate(people):
+        others = by_person[people[(i + 1) % len(people)]]
+        for k, video in enumerate(by_person[person]):
+            pairs[video] = others[k % len(others)]
+    return pairs
+
+
+def shuffled_join(joined: pd.DataFrame, truth: pd.DataFrame, pairs: Mapping[str, str]):
+    """The estimates of ``joined`` beside the planted values (suffix _true) of the same
+    frame index in each video's partner video."""
+    est = joined[["video_id", "frame_index", *PYFEAT_AUS]].copy()
+    est["partner"] = est["video_id"].map(pairs)
+    partner_truth = truth[["video_id", "frame_index", *PYFEAT_AUS]].rename(
+        columns={"video_id": "partner", **{au: f"{au}_true" for au in PYFEAT_AUS}}
+    )
+    return est.dropna(subset=["partner"]).merge(partner_truth, on=["partner", "frame_index"])
+
+
+def validation_table(
+    joined: pd.DataFrame,
+    planted: Sequence[str],
+    shuffled: pd.DataFrame | None = None,
+    uncalibrated: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Per AU: r with its own planted intensity, cross-talk, spread and the controls (see
+    module doc); ``shuffled`` from :func:`shuffled_join`, ``uncalibrated`` the estimates
+    before the person baseline joined like ``joined``."""
+
+    def r_of(table: pd.DataFrame | None, au: str) -> float:
+        if table is None:
+            return float("nan")
+        both = table[[au, f"{au}_true"]].dropna()
+        return pearson(both[au], both[f"{au}_true"])
+
     rows = []
     per_video = joined.groupby("video_id").mean(numeric_only=True)
     for au in PYFEAT_AUS:
@@ -131,24 +181,46 @@ def validation_table(joined: pd.DataFrame, planted: Sequence[str]) -> pd.DataFra
                 "cross_talk_r": max(others) if others else float("nan"),
                 "estimate_mean": est.mean(),
                 "estimate_sd": est.std(ddof=0),
+                "shuffled_r": r_of(shuffled, au),
+                "uncalibrated_r": r_of(uncalibrated, au),
             }
         )
     return pd.DataFrame(rows, columns=list(VALIDATION_COLUMNS))
 
 
 def validate(
-    au_tables: Sequence[str | Path], ground_truth_dir: str | Path
+    au_tables: Sequence[str | Path],
+    ground_truth_dir: str | Path,
+    uncalibrated_tables: Sequence[str | Path] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """(validation table, joined frames, planted AUs) from the shards' AU tables."""
-    estimates = pd.concat([read_frame_table(p) for p in au_tables], ignore_index=True)
+    """(validation table, joined frames, planted AUs) from the shards' AU tables (and,
+    with the person baseline, the tables before it)."""
     truth, planted = load_truth(ground_truth_dir)
+    joined = _joined(au_tables, truth, ground_truth_dir)
+    uncalibrated = None
+    if uncalibrated_tables:
+        uncalibrated = _joined(uncalibrated_tables, truth, ground_truth_dir)
+    persons = read_table(
+        Path(ground_truth_dir) / VIDEOS_FILE,
+        "ground-truth videos",
+        "generate_demo",
+        ("video_id", "user_id"),
+        {"video_id": str, "user_id": str},
+    )
+    pairs = partner_videos(dict(zip(persons["video_id"], persons["user_id"], strict=True)))
+    shuffled = shuffled_join(joined, truth, pairs)
+    return validation_table(joined, planted, shuffled, uncalibrated), joined, planted
+
+
+def _joined(au_tables: Sequence[str | Path], truth: pd.DataFrame, ground_truth_dir) -> pd.DataFrame:
+    estimates = pd.concat([read_frame_table(p) for p in au_tables], ignore_index=True)
     joined = join_truth(estimates, truth)
     if joined.empty:
         raise UserError(
             f"no estimated frame matches {Path(ground_truth_dir) / TRUTH_FILE} on "
             "(video_id, frame_index): is this the ground truth of the same data set?"
         )
-    return validation_table(joined, planted), joined, planted
+    return joined
 
 
 def scatter_figure(

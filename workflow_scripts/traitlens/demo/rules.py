@@ -82,15 +82,19 @@ def planted_au_table(job: Job) -> None:
 
 def validate_aus(job: Job) -> None:
     """Estimated vs planted AUs: validation/aus.tsv and figures/au_validation.png."""
-    table, joined, planted = validate(list(job.input.aus), job.input.ground_truth)
+    table, joined, planted = validate(
+        list(job.input.aus), job.input.ground_truth, _optional_inputs(job, "uncalibrated")
+    )
     write_tsv(table, job.output.table)
     scatter_figure(joined, table, planted, job.output.figure)
     for row in table.itertuples():
         log.info(
-            "%s %s r=%.3f cross-talk=%.3f sd=%.3f n=%d",
+            "%s %s r=%.3f (shuffled %.3f, uncalibrated %.3f) cross-talk=%.3f sd=%.3f n=%d",
             row.au,
             "planted  " if row.planted else "unplanted",
             row.pearson_r,
+            row.shuffled_r,
+            row.uncalibrated_r,
             row.cross_talk_r,
             row.estimate_sd,
             row.n_frames,

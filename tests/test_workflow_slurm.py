@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from support.slurm_cluster import PARTITION, Cluster, missing_tools
+from support.slurm_cluster import PARTITION, Cluster, missing_tools, shorten_plugin_pacing
 from support.workflow import REPO, output_differences, run_snakemake, tiny_demo_config, write_config
 
 pytestmark = pytest.mark.cluster
@@ -46,6 +46,7 @@ def test_slurm_run_matches_a_local_run(cluster, tiny_demo, tmp_path):
         "--slurm-init-seconds-before-status-checks", "1",
         "--seconds-between-status-checks", "2",
         "--latency-wait", "5",
+        prelude=shorten_plugin_pacing,  # no 5-s pause per sbatch, status checks every <= 2 s
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:] + cluster.log_tail()
 

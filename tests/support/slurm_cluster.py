@@ -174,3 +174,32 @@ class Cluster:
             if path.exists():
                 parts.append(f"--- {name}\n" + "\n".join(path.read_text().splitlines()[-n:]))
         return "\n".join(parts)
+
+
+def shorten_plugin_pacing(max_check_interval: float = 2.0) -> None:
+    """In the Snakemake process of the SLURM test (``run_snakemake(prelude=...)``): drop the
+    SLURM executor plugin's pacing, which a one-node cluster on localhost does not need.
+
+    The plugin sleeps 5 s before every sbatch, and after each status check that finds no
+    job finished it waits 10 s longer for the next (up to 180 s): both spare a busy
+    production controller. On the tiny demo they were most of the test's minutes (24
+    submissions). Submission, the job scripts, the job steps and the status queries stay
+    the plugin's own; only the waits between them go. The profile's users keep them.
+    """
+    import time as real_time
+    import types
+
+    import snakemake_executor_plugin_slurm as plugin
+
+    # the plugin's module-level ``time``: everything as before but the pause
+    no_pause = types.SimpleNamespace(
+        **{name: getattr(real_time, name) for name in dir(real_time) if not name.startswith("_")}
+    )
+    no_pause.sleep = lambda seconds: None
+    plugin.time = no_pause
+    backoff = plugin.Executor.next_seconds_between_status_checks  # the base class property
+
+    def capped(executor, seconds):
+        backoff.fset(executor, None if seconds is None else min(seconds, max_check_interval))
+
+    plugin.Executor.next_seconds_between_status_checks = property(backoff.fget, capped)

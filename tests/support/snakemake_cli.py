@@ -39,8 +39,9 @@ def _exit_code(code) -> int:
     return code if isinstance(code, int) else 1
 
 
-def _snakemake_child(argv, env, cwd, stdout_path, stderr_path, own_session) -> None:
-    """The child: the caller's environment, folder and streams, then Snakemake's own main."""
+def _snakemake_child(argv, env, cwd, stdout_path, stderr_path, own_session, prelude) -> None:
+    """The child: the caller's environment, folder and streams, ``prelude()`` where given,
+    then Snakemake's own main."""
     if own_session:
         os.setsid()
     os.chdir(cwd)  # the server's folder is the one of the first call, not this one's
@@ -53,6 +54,8 @@ def _snakemake_child(argv, env, cwd, stdout_path, stderr_path, own_session) -> N
     sys.argv = ["snakemake", *argv]
     code = 1
     try:
+        if prelude is not None:
+            prelude()
         from snakemake.cli import main
 
         main(argv)
@@ -66,16 +69,17 @@ def _snakemake_child(argv, env, cwd, stdout_path, stderr_path, own_session) -> N
 
 
 def run_snakemake_cli(
-    argv: list[str], env: dict[str, str], timeout: float, own_session: bool
+    argv: list[str], env: dict[str, str], timeout: float, own_session: bool, prelude=None
 ) -> subprocess.CompletedProcess:
     """``snakemake *argv`` with ``env`` as its whole environment, as subprocess.run would
     run it (text output captured, TimeoutExpired after ``timeout`` seconds, a negative
-    return code for a signal)."""
+    return code for a signal). ``prelude``, a module-level function, runs in the child
+    first (it is pickled by name)."""
     with tempfile.TemporaryDirectory(prefix="snakemake-cli-") as folder:
         stdout, stderr = Path(folder) / "stdout", Path(folder) / "stderr"
         child = _context().Process(
             target=_snakemake_child,
-            args=(argv, env, os.getcwd(), str(stdout), str(stderr), own_session),
+            args=(argv, env, os.getcwd(), str(stdout), str(stderr), own_session, prelude),
         )
         child.start()
         child.join(timeout)
@@ -89,9 +93,7 @@ def run_snakemake_cli(
                 pass
             child.join()
             raise subprocess.TimeoutExpired(["snakemake", *argv], timeout)
-        return subprocess.CompletedProcess(
-            ["snakemake", *argv],
-            child.exitcode,
-            stdout.read_text(errors="replace"),
-            stderr.read_text(errors="replace"),
-        )
+        # a child that failed before taking its streams over left no files: its error
+        # went to this process's stderr
+        out, err = (p.read_text(errors="replace") if p.exists() else "" for p in (stdout, stderr))
+        return subprocess.CompletedProcess(["snakemake", *argv], child.exitcode, out, err)

@@ -44,10 +44,12 @@ def run_snakemake(
     timeout: int = 900,
     env: dict | None = None,
     own_session: bool = False,
+    prelude=None,
 ):
     """Run the repository's workflow in ``workdir`` (results/ lands there); ``configfile``
     may be a list, later files overriding earlier ones; ``env`` adds environment variables;
-    ``own_session`` gives it a process group of its own."""
+    ``own_session`` gives it a process group of its own; ``prelude`` (a module-level
+    function) runs in Snakemake's process before it starts."""
     from support.snakemake_cli import run_snakemake_cli
 
     configfiles = configfile if isinstance(configfile, list) else [configfile]
@@ -64,7 +66,7 @@ def run_snakemake(
     ]
     # Snakemake's own main in a child forked from a process that imported it once
     # (support/snakemake_cli.py): the same command line without the 2.5-s import per call
-    return run_snakemake_cli(argv, {**os.environ, **(env or {})}, timeout, own_session)
+    return run_snakemake_cli(argv, {**os.environ, **(env or {})}, timeout, own_session, prelude)
 
 
 def tiny_models(config: dict, epochs: int = 1) -> dict:

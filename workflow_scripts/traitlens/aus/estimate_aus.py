@@ -155,9 +155,15 @@ def video_means(frames: pd.DataFrame, video_ids: tuple[str, ...] | None = None) 
     return out.rename_axis("video_id").reset_index()
 
 
+def baseline_label(baseline: str, percentile: float) -> str:
+    """The ``au_baseline`` provenance value: ``none``, or the unit and percentile
+    subtracted (``video_p5``, ``person_p5``)."""
+    return "none" if baseline == "none" else f"{baseline}_p{percentile:g}"
+
+
 def provenance(cfg: AuConfig) -> dict[str, str]:
     """The :data:`PROVENANCE_COLUMNS` values of tables made with ``cfg``."""
-    baseline = "none" if cfg.baseline == "none" else f"{cfg.baseline}_p{cfg.baseline_percentile:g}"
+    baseline = baseline_label(cfg.baseline, cfg.baseline_percentile)
     return {"au_backend": cfg.backend, "au_scale": SCALES[cfg.backend], "au_baseline": baseline}
 
 

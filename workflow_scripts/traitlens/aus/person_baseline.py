@@ -18,7 +18,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from traitlens.aus.estimate_aus import AU_COLUMNS, subtract_baseline, video_means
+from traitlens.aus.estimate_aus import (
+    AU_COLUMNS,
+    baseline_label,
+    subtract_baseline,
+    video_means,
+    with_provenance,
+)
 
 log = logging.getLogger("traitlens.aus.person_baseline")
 
@@ -65,7 +71,7 @@ def calibrate_frames(
         part = table.copy()
         part[list(AU_COLUMNS)] = calibrated[start : start + len(table)]
         if "au_baseline" in part.columns:
-            part["au_baseline"] = f"person_p{percentile:g}"
+            part["au_baseline"] = baseline_label("person", percentile)
         out.append(part)
         start += len(table)
     return out
@@ -75,11 +81,12 @@ def calibrated_videos(frames: pd.DataFrame, videos: pd.DataFrame) -> pd.DataFram
     """The per-video table of calibrated ``frames``, with the rows (every video of the
     shard, those without a usable frame too) and provenance of the uncalibrated ``videos``."""
     means = video_means(frames, tuple(videos["video_id"]))
-    provenance = [c for c in videos.columns if c not in means.columns]
-    for offset, name in enumerate(provenance):
-        value = frames[name].iloc[0] if name in frames.columns and len(frames) else videos[name]
-        means.insert(2 + offset, name, value)
-    return means
+    provenance = {
+        name: frames[name].iloc[0] if name in frames.columns and len(frames) else videos[name]
+        for name in videos.columns
+        if name not in means.columns
+    }
+    return with_provenance(means, provenance, after="n_frames")
 
 
 def _single_video_persons(video_ids: pd.Series, persons: np.ndarray) -> int:

@@ -175,7 +175,7 @@ def validation_table(
             {
                 "au": au,
                 "planted": au in planted,
-                "pearson_r": pearson(both[au], both[f"{au}_true"]),
+                "pearson_r": r_of(joined, au),
                 "n_frames": len(both),
                 "video_mean_r": pearson(per_video[au], per_video[f"{au}_true"]),
                 "cross_talk_r": max(others) if others else float("nan"),

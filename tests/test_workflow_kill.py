@@ -62,11 +62,12 @@ def half_done_training(results: Path) -> None:
 
 
 def half_done_dumps(results: Path) -> None:
-    # the trained model's dumps or its untrained control's, whichever ran first
+    # the trained model's dumps or its untrained control's, whichever reached the kill
+    # point first (with one thread per job both may have been running side by side): its
+    # layers are all temp files, none under its final name
     folders = [results / "activations" / name for name in ("face", "face_random_init")]
-    killed = [folder for folder in folders if temp_files(folder)]
-    assert len(killed) == 1, folders
-    assert not list(killed[0].glob("*.h5"))
+    killed = [folder for folder in folders if temp_files(folder) and not list(folder.glob("*.h5"))]
+    assert killed, folders
 
 
 def half_done_detectors(results: Path) -> None:

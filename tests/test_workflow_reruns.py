@@ -110,7 +110,7 @@ def test_a_second_run_does_nothing(project):
 RUN_SETTINGS = {
     ("train", "gpu"): True,
     ("train", "num_workers"): 3,
-    ("train", "threads"): 1,
+    ("train", "threads"): 2,
     ("train", "device"): "cpu",
     ("train", "predict_batch_size"): 5,
     ("activations", "batch_size"): 3,

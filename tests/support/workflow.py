@@ -72,6 +72,13 @@ def run_snakemake(
 def tiny_models(config: dict, epochs: int = 1) -> dict:
     """Models small enough for a workflow test: a VGG16 / 16 at 32x32, few resamples."""
     config["models"]["visual"].update(width_divisor=16, epochs=epochs)
+    # One thread per PyTorch job, so that two run side by side on the tests' 2 cores: at
+    # these sizes a job is mostly start-up (importing torch alone takes ~3.6 s), and with
+    # 2 threads each it held both cores, running the tiny demo's jobs one at a time
+    # (131 s against 92 s with 1). Thread counts are run settings (no rerun; the reruns
+    # test checks it), though torch's sums, and so the last bits, depend on them.
+    config["train"]["threads"] = 1
+    config["analysis"]["threads"] = 1
     for model in ("img", "face", "img_cam", "face_cam"):
         # per model too: config.yaml's own per-model values (img's epochs) win over visual
         config["models"][model].update(input_size=32, epochs=epochs)

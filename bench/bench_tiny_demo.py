@@ -31,9 +31,7 @@ def main() -> None:
     args = ap.parse_args()
     shutil.rmtree(args.folder, ignore_errors=True)
     args.folder.mkdir(parents=True)
-    config = tiny_demo_config()
-    config["train"]["threads"] = config["analysis"]["threads"] = args.threads
-    configfile = write_config(args.folder / "tiny.yaml", config)
+    configfile = write_config(args.folder / "tiny.yaml", tiny_demo_config(args.threads))
     start = time.monotonic()
     result = run_snakemake(args.folder, configfile)
     print(f"rc {result.returncode} wall {time.monotonic() - start:.1f} s")

@@ -53,6 +53,11 @@ def images_per_s(procs: list[tuple[subprocess.Popen, Path]]) -> list[float]:
     return rates
 
 
+def summary(single: float, pair: list[float]) -> tuple[str, float]:
+    """The two jobs' images/s as "a + b = sum", and their sum over the one job's."""
+    return f"{pair[0]:.1f} + {pair[1]:.1f} = {sum(pair):.1f}", sum(pair) / single
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=2)
@@ -66,8 +71,7 @@ def main() -> None:
             outs = [Path(tmp, f"two_{r}_{k}.json") for k in range(2)]
             pair = images_per_s([(start(1, o, args.extra), o) for o in outs])
             rows.append((single, pair))
-            two = f"{pair[0]:.1f} + {pair[1]:.1f} = {sum(pair):.1f}"
-            ratio = sum(pair) / single
+            two, ratio = summary(single, pair)
             print(
                 f"round {r + 1}: one job {single:.1f}, two jobs {two}, ratio {ratio:.2f}",
                 file=sys.stderr,
@@ -75,9 +79,9 @@ def main() -> None:
     print("| round | one job, 2 threads | two jobs, 1 thread each (sum) | ratio |")
     print("|---|---|---|---|")
     for r, (single, pair) in enumerate(rows, 1):
-        two = f"{pair[0]:.1f} + {pair[1]:.1f} = {sum(pair):.1f}"
-        print(f"| {r} | {single:.1f} | {two} | {sum(pair) / single:.2f} |")
-    ratios = [sum(pair) / single for single, pair in rows]
+        two, ratio = summary(single, pair)
+        print(f"| {r} | {single:.1f} | {two} | {ratio:.2f} |")
+    ratios = [summary(single, pair)[1] for single, pair in rows]
     print(f"\nmedian ratio {statistics.median(ratios):.2f}")
 
 

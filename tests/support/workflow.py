@@ -69,16 +69,18 @@ def run_snakemake(
     return run_snakemake_cli(argv, {**os.environ, **(env or {})}, timeout, own_session, prelude)
 
 
-def tiny_models(config: dict, epochs: int = 1) -> dict:
-    """Models small enough for a workflow test: a VGG16 / 16 at 32x32, few resamples."""
+def tiny_models(config: dict, epochs: int = 1, threads: int = 1) -> dict:
+    """Models small enough for a workflow test: a VGG16 / 16 at 32x32, few resamples;
+    ``threads`` per PyTorch job and CPU analysis."""
     config["models"]["visual"].update(width_divisor=16, epochs=epochs)
-    # One thread per PyTorch job, so that two run side by side on the tests' 2 cores: at
-    # these sizes a job is mostly start-up (importing torch alone takes ~3.6 s), and with
-    # 2 threads each it held both cores, running the tiny demo's jobs one at a time
-    # (131 s against 92 s with 1). Thread counts are run settings (no rerun; the reruns
-    # test checks it), though torch's sums, and so the last bits, depend on them.
-    config["train"]["threads"] = 1
-    config["analysis"]["threads"] = 1
+    # One thread per job by default, so that two run side by side on the tests' 2 cores:
+    # at these sizes a job is mostly start-up (importing torch alone takes ~3.6 s), and
+    # with 2 threads each it held both cores, running the tiny demo's jobs one at a time
+    # (0.69x the wall time with 1: bench/README.md, "Training threads"). Thread counts are
+    # run settings (no rerun; the reruns test checks it), though torch's sums, and so the
+    # last bits, depend on them.
+    config["train"]["threads"] = threads
+    config["analysis"]["threads"] = threads
     for model in ("img", "face", "img_cam", "face_cam"):
         # per model too: config.yaml's own per-model values (img's epochs) win over visual
         config["models"][model].update(input_size=32, epochs=epochs)
@@ -89,14 +91,15 @@ def tiny_models(config: dict, epochs: int = 1) -> dict:
     return config
 
 
-def tiny_demo_config() -> dict:
-    """The tiny demo: 5 one-second clips, 4 frames each, the four CNNs at 32 px, 2 epochs."""
+def tiny_demo_config(threads: int = 1) -> dict:
+    """The tiny demo: 5 one-second clips, 4 frames each, the four CNNs at 32 px, 2 epochs,
+    ``threads`` per PyTorch job (:func:`tiny_models`)."""
     config = default_config()
     config["dataset"]["name"] = "tiny"
     config["demo"].update(n_videos=5, n_identities=5, duration_s=1.0, width=192, height=108)
     config["extract"].update(frame_width=192, frame_height=108, frames_per_video=4)
     config["activations"]["batch_size"] = 8  # several batches, so a kill can fall between
-    return tiny_models(config, epochs=2)
+    return tiny_models(config, epochs=2, threads=threads)
 
 
 # Not compared between runs: per-job logs and timings, training checkpoints (their history

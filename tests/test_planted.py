@@ -32,9 +32,11 @@ from traitlens.demo.planted import (
     score_planted,
     stored_boxes,
     true_stored_boxes,
+    truth_in_verdict_family,
 )
 from traitlens.extract.frame_decode import content_box
 from traitlens.interpret.cam_face_overlap import frame_overlaps
+from traitlens.interpret.emergence_stats import benjamini_hochberg
 
 from support.activation_dumps import write_dump
 from support.planted_demo import (
@@ -618,3 +620,31 @@ def test_pointing_game_uses_the_peak_cell_centre():
     boxes = np.array([[60, 30, 70, 40], [60, 30, 70, 40]], float)
     sizes = np.array([100, 100])
     assert peak_in_box(maps, boxes, sizes, sizes)[:, 0].tolist() == [True, False]
+
+
+def _verdict_tables(truth_p: list[float]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A 17-AU verdict table (the planted AUs at p 0.9, 13 others at 0.5, one decoy at
+    0.0005) and the test on the planted values (truth names: AU43 for our AU45)."""
+    others = [f"AU{n:02d}" for n in (2, 4, 5, 6, 7, 9, 10, 14, 15, 17, 20, 23, 25)]
+    planted = ["AU01", "AU12", "AU26", "AU45"]
+    verdict = pd.DataFrame(
+        {"au": [*planted, *others, "AU01_decoy"], "p_perm": [0.9] * 4 + [0.5] * 13 + [0.0005]}
+    )
+    truth = pd.DataFrame({"au": ["AU01", "AU12", "AU26", "AU43"], "p_perm": truth_p})
+    return verdict, truth
+
+
+def test_the_truths_test_is_corrected_over_the_verdicts_family():
+    planted = ["AU01", "AU12", "AU26", "AU45"]
+    verdict, truth = _verdict_tables([0.0005, 0.0005, 0.003, 0.5])
+    # over its own 4 AUs the truth's q of 0.003 is 0.003 x 4 / 3 = 0.004 < 0.01 (3 of 4);
+    # over the verdict's 17 it is 0.003 x 17 / 3 = 0.017: only AU01 and AU12 (q 0.00425)
+    out = truth_in_verdict_family(verdict, truth, planted, 0.01)
+    assert out["planted_significant"] == ["AU01", "AU12"]
+    assert out["planted_share"] == pytest.approx(2 / 4)
+    assert (benjamini_hochberg(truth["p_perm"].to_numpy()) < 0.01).sum() == 3  # the milder bar
+    # the verdict's own planted p (0.9) are replaced, and the decoy is not in the family
+    verdict, truth = _verdict_tables([0.5, 0.5, 0.5, 0.5])
+    assert truth_in_verdict_family(verdict, truth, planted, 0.01)["planted_share"] == 0.0
+    # an older table without p_perm: not scored this way
+    assert truth_in_verdict_family(verdict.drop(columns="p_perm"), truth, planted, 0.01) is None

@@ -563,6 +563,9 @@ def test_entry_with_the_untrained_network_and_the_truths_test(demo):
     assert doc["truth_planted_aus_significant_share"] == pytest.approx(2 / 4)
     assert doc["planted_au_i_max"][0]["i_max_random_init"] == 3
     rows = table.set_index("check")
+    truth_note = rows.loc["truth_planted_aus_significant_share", "note"]
+    assert truth_note.endswith("significant: " + ", ".join(doc["truth_planted_aus_significant"]))
+    assert len(doc["truth_planted_aus_significant"]) == 2
     assert rows.loc["n_detectors", "value_random_init"] == 1
     assert (
         rows.loc["i_max_AU45", "value"] == 60 and rows.loc["i_max_AU45", "value_random_init"] == 3

@@ -1147,7 +1147,13 @@ def planted_rows(doc: Mapping) -> pd.DataFrame:
         "coupled_aus_significant_share": "coupled: " + (", ".join(doc["coupled_aus"]) or "none"),
         "decoy_aus_significant_share": "negative control: decoy tracks of the planted AUs",
         "paper_unplanted_aus_significant_share": f"p < {doc['settings']['alpha']:g} (the paper)",
-        "truth_planted_aus_significant_share": "positive control: the test on the planted values",
+        "truth_planted_aus_significant_share": "positive control: the test on the planted values"
+        " (corrected over the verdict's AUs)"
+        + (
+            "; significant: " + (", ".join(doc["truth_planted_aus_significant"]) or "none")
+            if doc["truth_planted_aus_significant"] is not None
+            else ""
+        ),
         "random_init_planted_aus_significant_share": "negative control: an untrained network",
         "null_false_positive_rate": f"alpha {doc['settings']['alpha']:g}",
         "img_test_mae_ratio": "test MAE / train_mean's, new people (tables/accuracy.tsv)",

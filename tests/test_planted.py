@@ -649,5 +649,7 @@ def test_the_truths_test_is_corrected_over_the_verdicts_family():
     # the verdict's own planted p (0.9) are replaced, and the decoy is not in the family
     verdict, truth = _verdict_tables([0.5, 0.5, 0.5, 0.5])
     assert truth_in_verdict_family(verdict, truth, planted, 0.01)["planted_share"] == 0.0
-    # an older table without p_perm: not scored this way
+    # an older table without p_perm, or a truth's test written without videos (p_perm
+    # empty): not scored this way, so score_planted falls back to au_significance
     assert truth_in_verdict_family(verdict.drop(columns="p_perm"), truth, planted, 0.01) is None
+    assert truth_in_verdict_family(verdict, truth.assign(p_perm=np.nan), planted, 0.01) is None

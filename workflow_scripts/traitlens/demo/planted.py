@@ -832,7 +832,8 @@ def truth_in_verdict_family(
     verdict), significant where q < ``alpha``. The truth's own table corrects over the
     planted AUs alone, a milder bar than the verdict's (4 tests against 17), so its
     ``significant`` column would flatter the estimated AUs' shortfall. None where either
-    table has no ``p_perm``."""
+    table has no ``p_perm``, or the truth's has none that is finite (a table written
+    without videos): :func:`au_significance`'s fallback then scores it, as before."""
     if "p_perm" not in emergence or "p_perm" not in emergence_truth:
         return None
 
@@ -841,7 +842,10 @@ def truth_in_verdict_family(
         p = pd.to_numeric(table["p_perm"], errors="coerce")
         return {a: float(v) for a, v in zip(names, p, strict=True) if not a.endswith(DECOY_SUFFIX)}
 
-    from_truth = {a: v for a, v in p_by_au(emergence_truth).items() if a in set(planted)}
+    planted_set = set(planted)
+    from_truth = {a: v for a, v in p_by_au(emergence_truth).items() if a in planted_set}
+    if not np.isfinite(list(from_truth.values())).any():
+        return None
     family = p_by_au(emergence) | from_truth
     names = list(family)
     q = dict(zip(names, benjamini_hochberg(np.array([family[a] for a in names])), strict=True))
